@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the plugin, its tests and its demo need on Debian (idempotent, root):
+# apt packages, a running Docker engine, the .venv with the package, the local images.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q static || need_apt+=(busybox-static)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v rsync >/dev/null || need_apt+=(rsync)
+command -v git >/dev/null || need_apt+=(git)
+command -v file >/dev/null || need_apt+=(file)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    echo "setup: starting dockerd"
+    nohup dockerd --bridge=none --iptables=false --ip-masq=false >/var/log/dockerd.log 2>&1 &
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start, see /var/log/dockerd.log" >&2; exit 1; }
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install -q -e '.[test]'
+
+echo "setup: images"
+.venv/bin/python scripts/images.py

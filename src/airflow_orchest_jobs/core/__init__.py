@@ -1,0 +1,1 @@
+"""Pure core: understands Orchest projects. Never imports Airflow (a test checks it)."""

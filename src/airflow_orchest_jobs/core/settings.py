@@ -1,0 +1,104 @@
+"""The plugin's settings as a plain value, so the core never reads Airflow's config itself."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OrchestError
+
+SECTION = "orchest_jobs"
+
+#: key -> (description, default as text; "{AIRFLOW_HOME}" is expanded in any value)
+OPTIONS: dict[str, tuple[str, str]] = {
+    "projects_dir": (
+        "Folder whose sub-folders are Orchest projects; every pipeline and job file in "
+        "them becomes a DAG.",
+        "{AIRFLOW_HOME}/orchest/projects",
+    ),
+    "store_dir": (
+        "Folder for snapshots, frozen-job state and pipeline run folders. Must be shared "
+        "by all workers (and, under docker-compose, have the same path on the host).",
+        "{AIRFLOW_HOME}/orchest/store",
+    ),
+    "data_dir": (
+        "Host folder mounted read-write at /data in every step container (Orchest's /data).",
+        "{AIRFLOW_HOME}/orchest/data",
+    ),
+    "environment_images": (
+        'JSON object mapping an environment uuid (or "*" for any) to a Docker image '
+        "reference; wins over the orchest-env-<project-uuid>-<env-uuid> tag.",
+        "{}",
+    ),
+    "network_mode": (
+        "Docker network mode of step containers (bridge, none, host, or a network name).",
+        "bridge",
+    ),
+    "docker_url": ("Docker engine address.", "unix://var/run/docker.sock"),
+}
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+
+
+def expand_home(value: str) -> str:
+    return value.replace("{AIRFLOW_HOME}", str(airflow_home()))
+
+
+def default_value(key: str) -> str:
+    return expand_home(OPTIONS[key][1])
+
+
+@dataclass(frozen=True)
+class Settings:
+    projects_dir: Path
+    store_dir: Path
+    data_dir: Path
+    environment_images: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str = "bridge"
+    docker_url: str = "unix://var/run/docker.sock"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str | None]) -> Settings:
+        """Build from raw text values (missing or empty keys take their default)."""
+
+        def get(key: str) -> str:
+            value = values.get(key)
+            return expand_home(value) if value not in (None, "") else default_value(key)
+
+        raw_images = get("environment_images")
+        try:
+            images = json.loads(raw_images)
+        except json.JSONDecodeError as exc:
+            raise OrchestError.single(
+                f"[{SECTION}] environment_images",
+                "",
+                f"not valid JSON ({exc.msg}); write an object such as "
+                '{"*": "my-image:tag"}',
+            ) from None
+        if not isinstance(images, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in images.items()
+        ):
+            raise OrchestError.single(
+                f"[{SECTION}] environment_images",
+                "",
+                'must be a JSON object of strings, environment uuid (or "*") to image',
+            )
+        return cls(
+            projects_dir=Path(get("projects_dir")).expanduser(),
+            store_dir=Path(get("store_dir")).expanduser(),
+            data_dir=Path(get("data_dir")).expanduser(),
+            environment_images=images,
+            network_mode=get("network_mode"),
+            docker_url=get("docker_url"),
+        )
+
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """Read ``AIRFLOW__ORCHEST_JOBS__<KEY>`` variables only (no Airflow import)."""
+        prefix = f"AIRFLOW__{SECTION.upper()}__"
+        return cls.from_mapping({k: os.environ.get(prefix + k.upper()) for k in OPTIONS})

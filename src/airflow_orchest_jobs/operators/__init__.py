@@ -1,0 +1,1 @@
+"""Operators: the snapshot (job creation) operator and the Docker step operator."""

@@ -1,0 +1,30 @@
+"""Provider metadata: declares the ``[orchest_jobs]`` config section to Airflow."""
+
+from __future__ import annotations
+
+from . import __version__
+from .core.settings import OPTIONS, SECTION
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "airflow-orchest-jobs",
+        "name": "Orchest jobs",
+        "description": "Run Orchest pipelines and jobs as Airflow DAGs.",
+        "versions": [__version__],
+        "config": {
+            SECTION: {
+                "description": "Where Orchest projects live and how their steps run.",
+                "options": {
+                    key: {
+                        "description": description,
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": None,
+                        "default": default,
+                    }
+                    for key, (description, default) in OPTIONS.items()
+                },
+            }
+        },
+    }

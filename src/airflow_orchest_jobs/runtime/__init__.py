@@ -1,0 +1,1 @@
+"""Files mounted read-only into step containers (the runner), not imported by the plugin."""

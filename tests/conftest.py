@@ -1,0 +1,71 @@
+"""Shared test setup: a temporary AIRFLOW_HOME set before anything imports Airflow.
+
+Fixtures here are the real components: an ``airflow db migrate``-d SQLite home, the
+local Docker engine and locally built images (see ``scripts/images.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "orchest-corpus"
+
+_HOME = Path(tempfile.mkdtemp(prefix="aoj-airflow-home-"))
+os.environ["AIRFLOW_HOME"] = str(_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+os.environ["AIRFLOW__ORCHEST_JOBS__NETWORK_MODE"] = "none"
+os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+
+@pytest.fixture(scope="session")
+def airflow_home() -> Path:
+    """An Airflow home with a migrated SQLite database (``airflow db migrate``)."""
+    marker = _HOME / ".migrated"
+    if not marker.exists():
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        marker.touch()
+    return _HOME
+
+
+def _load_images_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("aoj_images", REPO / "scripts" / "images.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """The local Docker engine; a clear failure (not a skip) when it is not running."""
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # pragma: no cover - environment problem
+        pytest.fail(
+            f"Docker engine not reachable ({exc}); start it as .ci/run does "
+            "(dockerd --bridge=none --iptables=false --ip-masq=false)"
+        )
+    return client
+
+
+@pytest.fixture(scope="session")
+def images(docker_client) -> dict[str, str]:
+    """Locally built test images, cached by content: {"python": tag, "busybox": tag}."""
+    return _load_images_module().ensure_all(docker_client)
