@@ -1,0 +1,106 @@
+"""``validate`` and ``grid``: check Orchest files and show a job's runs, without Airflow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..core.errors import OrchestError
+from ..core.grid import Grid, load_parameters
+from ..core.pipeline import load_pipeline
+from ..core.project import JOB_SUFFIX, PIPELINE_SUFFIX, Project, parameters_file_for
+from ..core.scan import Scan, scan_project, scan_projects
+from ..core.settings import Settings
+
+
+def register(subparsers) -> None:
+    validate = subparsers.add_parser(
+        "validate", help="check pipelines, parameters, environments and job files",
+        description="Check PATH (a pipeline or job file, a project folder or a projects "
+        "folder). Exit 0 when valid, 1 with one line per problem on stderr.")
+    validate.add_argument("paths", nargs="+", metavar="PATH", type=Path)
+    validate.set_defaults(func=run_validate)
+
+    grid = subparsers.add_parser(
+        "grid", help="print the runs of a pipeline's parameter grid as JSON",
+        description="Print a JSON array, one element per run in grid order.")
+    grid.add_argument("pipeline", metavar="PIPELINE_FILE", type=Path)
+    grid.add_argument("--parameters", type=Path, metavar="FILE",
+                      help="parameters file (default: <pipeline>.parameters.json if present)")
+    grid.add_argument("--runs", type=_run_list, metavar="0,3,5",
+                      help="comma-separated run indices to keep (default: all)")
+    grid.set_defaults(func=run_grid)
+
+
+def _run_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of run "
+                                         "indices such as 0,3,5") from None
+
+
+def project_root(path: Path) -> Path:
+    """The project folder of a file: nearest ancestor holding ``.orchest/``, else its folder."""
+    path = path.resolve()
+    for folder in path.parents:
+        if (folder / ".orchest").is_dir():
+            return folder
+    return path.parent
+
+
+def _is_project(folder: Path) -> bool:
+    return (folder / ".orchest").is_dir() or any(
+        p.is_file() for p in folder.glob("*" + PIPELINE_SUFFIX))
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    settings = Settings.from_environment()
+    data_dir = settings.data_dir if settings.data_dir.is_dir() else None
+    images = settings.environment_images
+    scan = Scan()
+    for path in args.paths:
+        if not path.exists():
+            scan.add(path, OrchestError.single(path, "", "does not exist"))
+        elif path.is_dir():
+            if _is_project(path):
+                scan_project(Project(path.resolve()), images, data_dir, scan)
+            else:
+                found = scan_projects(path.resolve(), images, data_dir)
+                scan.pipelines += found.pipelines
+                scan.jobs += found.jobs
+                for file, problems in found.problems.items():
+                    scan.problems.setdefault(file, []).extend(problems)
+        elif not path.name.endswith((PIPELINE_SUFFIX, JOB_SUFFIX)):
+            scan.add(path, OrchestError.single(path, "", "is neither a .orchest pipeline nor "
+                                               "a .job.json file, nor a folder"))
+        else:
+            # Scan the whole project (a job needs its pipeline), report this file only.
+            target = str(path.resolve())
+            single = scan_project(Project(project_root(path)), images, data_dir)
+            for problem in single.problems.get(target, []):
+                scan.problems.setdefault(target, []).append(problem)
+            scan.pipelines += [p for p in single.pipelines if str(p.pipeline.path) == target]
+            scan.jobs += [j for j in single.jobs if str(j.spec.path) == target]
+    for problem in scan.all_problems:
+        print(problem, file=sys.stderr)
+    if scan.problems:
+        return 1
+    print(f"valid: {len(scan.pipelines)} pipeline(s), {len(scan.jobs)} job(s)")
+    return 0
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    pipeline_path = args.pipeline.resolve()
+    pipeline = load_pipeline(pipeline_path, project_root(pipeline_path), check_files=False)
+    params_file = args.parameters or parameters_file_for(pipeline_path)
+    space = {}
+    if args.parameters or params_file.is_file():
+        space = load_parameters(params_file, pipeline)
+    grid = Grid(pipeline, space, source=str(params_file))
+    runs = grid.select(args.runs, source="--runs")
+    json.dump([grid.run(i) for i in runs], sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0

@@ -1,0 +1,124 @@
+"""Job files (``<name>.job.json``): a pipeline, its schedule, parameters and run policy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import OrchestError, Problem
+from .grid import Grid, ParameterSpace, check_space, load_parameters
+from .jsonfile import read_json
+from .model import Pipeline
+from .project import JOB_SUFFIX, parameters_file_for
+from .schedule import Schedule, parse_schedule
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    path: Path
+    pipeline_path: Path
+    schedule: Schedule
+    #: Parameter space in the parameters-file format (file already read), or {} for defaults.
+    parameters: ParameterSpace
+    runs: tuple[int, ...] | None
+    #: Plain values, or {"airflow_variable": ...} / {"airflow_connection": ..., "field": ...}.
+    env_variables: Mapping[str, Any] = field(default_factory=dict)
+    max_retained_pipeline_runs: int | None = None
+    snapshot: str = "per_job"
+    max_parallel_runs: int | None = None
+    catchup: bool = False
+    description: str = ""
+
+
+def job_name(path: Path) -> str:
+    return path.name[: -len(JOB_SUFFIX)]
+
+
+def read_job_file(path: Path, project_dir: Path) -> tuple[dict, Path]:
+    """Schema-check a job file; returns the document and the pipeline path it names."""
+    doc = read_json(path, "job file")
+    problems = schema.check("job", doc, str(path))
+    if problems:
+        raise OrchestError(problems)
+    pipeline_path = _inside_project(path, "pipeline", doc["pipeline"], project_dir)
+    if not pipeline_path.name.endswith(".orchest"):
+        raise OrchestError.single(path, "pipeline", f"{doc['pipeline']!r} is not a .orchest "
+                                  "file; name the pipeline file, relative to the project")
+    if not pipeline_path.is_file():
+        raise OrchestError.single(path, "pipeline", f"unknown pipeline {doc['pipeline']!r} (no "
+                                  f"file {pipeline_path}); give the path relative to the project")
+    return doc, pipeline_path
+
+
+def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
+    """Validate a job file against its (already loaded) pipeline."""
+    doc, pipeline_path = read_job_file(path, project_dir)
+    file = str(path)
+    problems: list[Problem] = []
+    try:
+        schedule = parse_schedule(doc.get("schedule"))
+    except ValueError as exc:
+        problems.append(Problem(file, "schedule", str(exc)))
+        schedule = Schedule()
+    parameters: ParameterSpace = {}
+    given = doc.get("parameters")
+    if isinstance(given, str):
+        params_path = _inside_project(path, "parameters", given, project_dir)
+        try:
+            parameters = load_parameters(params_path, pipeline)
+        except OrchestError as exc:
+            problems.extend(exc.problems)
+    elif isinstance(given, dict):
+        found = check_space(given, pipeline, file, ("parameters",))
+        problems.extend(found)
+        parameters = {} if found else given
+    else:
+        default = parameters_file_for(pipeline_path)
+        if default.is_file():
+            try:
+                parameters = load_parameters(default, pipeline)
+            except OrchestError as exc:
+                problems.extend(exc.problems)
+    runs = doc.get("runs")
+    if not problems:
+        try:
+            Grid(pipeline, parameters, source=file).select(runs, source=f"{file}: runs")
+        except OrchestError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise OrchestError(problems)
+    return JobSpec(
+        name=job_name(path),
+        path=path,
+        pipeline_path=pipeline_path,
+        schedule=schedule,
+        parameters=parameters,
+        runs=tuple(runs) if runs is not None else None,
+        env_variables=doc.get("env_variables", {}),
+        max_retained_pipeline_runs=doc.get("max_retained_pipeline_runs"),
+        snapshot=doc.get("snapshot", "per_job"),
+        max_parallel_runs=doc.get("max_parallel_runs"),
+        catchup=doc.get("catchup", False),
+        description=doc.get("description", ""),
+    )
+
+
+def _inside_project(job_path: Path, field_name: str, value: str, project_dir: Path) -> Path:
+    """Resolve a project-relative path from a job file; refuse one that leaves the project."""
+    if os.path.isabs(value):
+        raise OrchestError.single(job_path, field_name, f"{value!r} is absolute; give a path "
+                                  "relative to the project folder")
+    project = Path(os.path.abspath(project_dir))
+    target = Path(os.path.normpath(project / value))
+    real_project = Path(os.path.realpath(project))
+    real_target = Path(os.path.realpath(target))
+    if not (target == project or project in target.parents) or not (
+            real_target == real_project or real_project in real_target.parents):
+        raise OrchestError.single(job_path, field_name, f"{value!r} leaves the project folder; "
+                                  "keep it inside the project")
+    return target

@@ -1,0 +1,212 @@
+"""Load a ``.orchest`` file of any version into the typed :class:`Pipeline`.
+
+Validation runs in two stages: the shipped JSON Schema (shape and types), then semantic
+checks Orchest never made (connections, cycles, paths, shared notebooks). Every problem
+found is reported together, each naming the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Container
+from pathlib import Path
+
+from . import schema
+from .errors import OrchestError, Problem
+from .jsonfile import read_json
+from .migrate import migrate
+from .model import DATA_DIR, Pipeline, PipelineSettings, Step
+
+
+def load_pipeline(
+    path: Path,
+    project_dir: Path,
+    *,
+    environments: Container[str] | None = None,
+    data_dir: Path | None = None,
+    check_files: bool = True,
+) -> Pipeline:
+    """Load and validate ``path`` inside ``project_dir``.
+
+    ``environments``: the environment uuids a step may use (None: not checked).
+    ``data_dir``: host folder of ``/data`` to check ``/data/...`` step files (None: not checked).
+    """
+    path = Path(os.path.abspath(path))
+    project_dir = Path(os.path.abspath(project_dir))
+    raw = read_json(path, "pipeline file")
+    file = str(path)
+    problems = schema.check("pipeline", raw, file)
+    if problems:
+        raise OrchestError(problems)
+    source_version = raw.get("version") or None
+    doc = migrate(raw)
+    steps = {key: _step(key, value) for key, value in doc["steps"].items()}
+    settings = doc["settings"]
+    pipeline = Pipeline(
+        path=path,
+        project_dir=project_dir,
+        name=doc["name"],
+        uuid=doc["uuid"],
+        version=doc["version"],
+        source_version=source_version,
+        parameters=doc["parameters"],
+        settings=PipelineSettings(
+            max_steps_parallelism=settings["max_steps_parallelism"],
+            auto_eviction=settings["auto_eviction"],
+            data_passing_memory_size=settings["data_passing_memory_size"],
+        ),
+        steps=steps,
+        services=doc["services"],
+        document=doc,
+    )
+    problems = check_pipeline(pipeline, environments, data_dir, check_files)
+    if problems:
+        raise OrchestError(problems)
+    return pipeline
+
+
+def _step(key: str, value: dict) -> Step:
+    kernel = value.get("kernel") or {}
+    return Step(
+        uuid=value["uuid"],
+        title=value.get("title") or key,
+        file_path=value["file_path"],
+        incoming=tuple(value.get("incoming_connections", ())),
+        environment=value.get("environment") or None,
+        image=value.get("image") or None,
+        kernel=kernel.get("name") or None,
+        parameters=value.get("parameters", {}),
+    )
+
+
+def check_pipeline(
+    pipeline: Pipeline,
+    environments: Container[str] | None,
+    data_dir: Path | None,
+    check_files: bool,
+) -> list[Problem]:
+    """Semantic checks after the schema: each returns problems, none stops the others."""
+    file = str(pipeline.path)
+    problems: list[Problem] = []
+    notebooks: dict[str, str] = {}
+    for key, step in pipeline.steps.items():
+        where = f"steps.{key}"
+        if step.uuid != key:
+            problems.append(Problem(file, f"{where}.uuid", f"is {step.uuid!r} but the step is "
+                                    f"stored under key {key!r}; make the two equal"))
+        for parent in step.incoming:
+            if parent not in pipeline.steps:
+                problems.append(Problem(file, f"{where}.incoming_connections",
+                                        f"step {parent!r} does not exist in this pipeline; "
+                                        "remove the connection or add the step"))
+        if step.environment is None and step.image is None:
+            problems.append(Problem(file, f"{where}.environment",
+                                    "missing; name the environment uuid the step runs in"))
+        elif step.environment is not None and environments is not None \
+                and step.environment not in environments:
+            problems.append(Problem(file, f"{where}.environment",
+                                    f"unknown environment {step.environment!r}; define it in "
+                                    ".orchest/environments/ or map it in [orchest_jobs] "
+                                    "environment_images"))
+        problem = _check_file_path(pipeline, step, data_dir, check_files)
+        if problem:
+            problems.append(problem)
+        elif step.is_notebook:
+            target = pipeline.step_container_path(step)
+            if target in notebooks:
+                problems.append(Problem(file, f"{where}.file_path",
+                                        f"notebook {step.file_path!r} is also used by step "
+                                        f"{notebooks[target]!r}; two steps cannot share one "
+                                        "notebook, copy it"))
+            else:
+                notebooks[target] = key
+    cycle = find_cycle(pipeline)
+    if cycle:
+        names = " -> ".join(f"{pipeline.steps[k].title!r} ({k})" for k in cycle)
+        problems.append(Problem(file, "steps", f"connections form a cycle: {names}; "
+                                "remove one of these connections"))
+    return problems
+
+
+def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
+                     check_files: bool) -> Problem | None:
+    file, where = str(pipeline.path), f"steps.{step.uuid}.file_path"
+    raw = step.file_path
+    if raw.startswith("/"):
+        normal = posixpath.normpath(raw)
+        if not normal.startswith(DATA_DIR + "/"):
+            return Problem(file, where, f"absolute path {raw!r} is outside the project; use a "
+                           "path relative to the pipeline file, or one under /data/")
+        host = pipeline.step_host_path(step, data_dir)
+        if check_files and host is not None and not host.is_file():
+            return Problem(file, where, f"{raw!r} does not exist in the data folder {data_dir}")
+        return None
+    host = pipeline.step_host_path(step)
+    assert host is not None
+    project = pipeline.project_dir
+    if not _inside(host, project):
+        return Problem(file, where, f"{raw!r} leaves the project folder; keep step files "
+                       "inside the project (or under /data/)")
+    if check_files:
+        if not host.is_file():
+            return Problem(file, where, f"{raw!r} does not exist (looked for {host}); create "
+                           "the file or fix the path")
+        if not _inside(Path(os.path.realpath(host)), Path(os.path.realpath(project))):
+            return Problem(file, where, f"{raw!r} is a link to {os.path.realpath(host)}, "
+                           "outside the project; copy the file into the project")
+    return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def find_cycle(pipeline: Pipeline) -> list[str] | None:
+    """A list of step uuids on a cycle (first repeated at the end), or None."""
+    white, grey, black = 0, 1, 2
+    colour = dict.fromkeys(pipeline.steps, white)
+    for root in pipeline.steps:
+        if colour[root] != white:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                colour[node] = grey
+                path.append(node)
+            parents = [p for p in pipeline.steps[node].incoming if p in pipeline.steps]
+            if i < len(parents):
+                stack.append((node, i + 1))
+                parent = parents[i]
+                if colour[parent] == grey:
+                    cycle = path[path.index(parent):]
+                    cycle.reverse()  # edges run parent -> child
+                    order = list(pipeline.steps)  # start at the first step in file order
+                    first = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+                    cycle = cycle[first:] + cycle[:first]
+                    return [*cycle, cycle[0]]
+                if colour[parent] == white:
+                    stack.append((parent, 0))
+            else:
+                colour[node] = black
+                path.pop()
+    return None
+
+
+def topological_order(pipeline: Pipeline) -> list[str]:
+    """Step uuids, parents before children, ties in file order (assumes no cycle)."""
+    done: dict[str, None] = {}
+
+    def visit(key: str) -> None:
+        if key in done:
+            return
+        for parent in pipeline.steps[key].incoming:
+            if parent in pipeline.steps:
+                visit(parent)
+        done[key] = None
+
+    for key in pipeline.steps:
+        visit(key)
+    return list(done)

@@ -1,0 +1,145 @@
+"""The shipped JSON Schemas: the first line of validation, compiled once per process.
+
+Schema nodes may carry an ``x-hint`` (how to fix it) that is appended to the message.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from .errors import Problem
+
+SCHEMAS = ("pipeline", "parameters", "job")
+
+
+@cache
+def _raw(name: str) -> dict:
+    text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def validator(name: str):
+    """A compiled Draft 2020-12 validator for ``name`` (one of ``SCHEMAS``)."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    registry = Registry().with_resources(
+        (_raw(other)["$id"].rsplit("/", 1)[-1], Resource.from_contents(_raw(other)))
+        for other in SCHEMAS
+    )
+    schema = _raw(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, registry=registry)
+
+
+def json_path(parts) -> str:
+    """``steps.<uuid>.file_path`` style location of a value inside a document."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(value: Any) -> str:
+    kind = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+    text = json.dumps(value, default=str)
+    return f"{kind} {text}" if len(text) <= 40 and kind not in ("null",) else kind
+
+
+def _message(error) -> str:
+    v, value = error.validator, error.instance
+    if v == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        names = {"array": "a list", "object": "an object", "string": "a string",
+                 "integer": "a whole number", "boolean": "true or false", "null": "null",
+                 "number": "a number"}
+        wanted = " or ".join(names.get(w, w) for w in wanted.split(" or "))
+        return f"must be {wanted}, not {_describe(value)}"
+    if v == "required":
+        missing = [k for k in error.validator_value if k not in value]
+        return f"missing required field {missing[0]!r}" if missing else error.message
+    if v == "additionalProperties":
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(k for k in value if k not in known)
+        return f"unknown field {', '.join(map(repr, extra))}"
+    if v == "enum":
+        options = ", ".join(json.dumps(o) for o in error.validator_value)
+        return f"{json.dumps(value)} is not one of {options}"
+    if v == "minItems":
+        return "must not be an empty list"
+    if v == "minimum":
+        return f"must be at least {error.validator_value}, not {value}"
+    if v == "maxLength":
+        return f"is longer than {error.validator_value} characters"
+    if v == "minLength":
+        return "must not be empty"
+    if v == "pattern":
+        return f"{json.dumps(value)} is not well-formed"
+    if v == "propertyNames":
+        return f"name {json.dumps(value)} is not allowed"
+    if v == "oneOf":
+        return f"{_describe(value)} is not an accepted form"
+    return error.message
+
+
+def _hint(name: str, error) -> str | None:
+    """The deepest ``x-hint`` on the schema path of ``error`` (following ``$ref``)."""
+    node: Any = _raw(name)
+    hint = node.get("x-hint")
+    for key in error.absolute_schema_path:
+        if key == "$ref":
+            node = _raw(node["$ref"].removesuffix(".schema.json"))
+            continue
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict) and "x-hint" in node:
+            hint = node["x-hint"]
+    return hint
+
+
+def _leaves(error) -> list:
+    """For ``oneOf``, the errors of the branch that got furthest into the value."""
+    if error.validator != "oneOf" or not error.context:
+        return [error]
+    relevant = [e for e in error.context if e.relative_path or e.validator != "type"]
+    if not relevant:
+        return [error]
+    depth = max(len(e.relative_path) for e in relevant)
+    if depth == 0:
+        return [error]
+    return [leaf for e in relevant if len(e.relative_path) == depth for leaf in _leaves(e)]
+
+
+def check(name: str, document: Any, file: str, prefix: tuple = ()) -> list[Problem]:
+    """Validate ``document`` against schema ``name``; one problem per failing place."""
+    problems = []
+    seen: set[str] = set()
+    errors = [leaf for e in validator(name).iter_errors(document) for leaf in _leaves(e)]
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path))):
+        where = json_path(prefix + tuple(error.absolute_path))
+        if where in seen:
+            continue
+        seen.add(where)
+        if "propertyNames" in error.absolute_schema_path:
+            message = f"name {json.dumps(error.instance)} is not allowed"
+        else:
+            message = _message(error)
+        hint = _hint(name, error)
+        problems.append(Problem(file, where or "(top level)",
+                                f"{message}; {hint}" if hint else message))
+    return problems

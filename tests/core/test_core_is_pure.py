@@ -1,0 +1,24 @@
+"""The core imports nothing from Airflow (nor docker): it must load in any process."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import airflow_orchest_jobs.core as core
+
+
+def test_core_never_imports_airflow_or_docker():
+    modules = [m.name for m in pkgutil.walk_packages(core.__path__, core.__name__ + ".")]
+    assert len(modules) >= 10
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}: importlib.import_module(name)\n"
+        "from airflow_orchest_jobs.cli import build_parser; build_parser()\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'docker'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
