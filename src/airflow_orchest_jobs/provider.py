@@ -21,7 +21,8 @@ def get_provider_info() -> dict:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": None,
-                        "default": default,
+                        # Airflow str.format()s provider defaults: keep {AIRFLOW_HOME}.
+                        "default": default.replace("{}", "{{}}"),
                     }
                     for key, (description, default) in OPTIONS.items()
                 },
