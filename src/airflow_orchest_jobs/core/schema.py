@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import Problem
 
-SCHEMAS = ("pipeline", "parameters", "job")
+SCHEMAS = ("pipeline", "parameters", "job", "conf")
 
 
 @cache
@@ -95,14 +95,22 @@ def _message(error) -> str:
     return error.message
 
 
+def _resolve(ref: str) -> Any:
+    target, _, pointer = ref.partition("#")
+    node = _raw(target.removesuffix(".schema.json"))
+    for part in filter(None, pointer.split("/")):
+        node = node[part]
+    return node
+
+
 def _hint(name: str, error) -> str | None:
     """The deepest ``x-hint`` on the schema path of ``error`` (following ``$ref``)."""
     node: Any = _raw(name)
     hint = node.get("x-hint")
     for key in error.absolute_schema_path:
-        if key == "$ref":
-            node = _raw(node["$ref"].removesuffix(".schema.json"))
-            continue
+        while isinstance(node, dict) and key not in node and "$ref" in node:
+            node = _resolve(node["$ref"])
+            hint = node.get("x-hint", hint)
         try:
             node = node[key]
         except (KeyError, IndexError, TypeError):

@@ -1,0 +1,108 @@
+"""What a job froze at creation: its snapshot and pinned images, kept in ``store_dir``.
+
+The state is a small JSON file per job, written atomically under an exclusive file lock,
+so it survives restarts and several workers sharing the store agree on one snapshot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import OrchestError
+
+
+@dataclass(frozen=True)
+class FrozenJob:
+    job_key: str
+    snapshot_id: str
+    #: Image key (environment uuid or ``image:<ref>``) -> immutable reference.
+    images: dict[str, str]
+    #: Pipeline file inside the project (posix), for loading the frozen definition.
+    pipeline: str
+    created_at: str
+    extra: dict = field(default_factory=dict)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe, still readable rendering of a job key or run id."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:200]
+
+
+class JobStates:
+    """Frozen jobs under ``<store_dir>/jobs``."""
+
+    def __init__(self, store_dir: Path):
+        self.root = Path(store_dir) / "jobs"
+
+    def _path(self, job_key: str) -> Path:
+        return self.root / f"{safe_name(job_key)}.json"
+
+    def get(self, job_key: str) -> FrozenJob | None:
+        path = self._path(job_key)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise OrchestError.single(path, "", f"job state cannot be read ({exc}); delete the "
+                                      "file to let the job freeze a new snapshot") from None
+        return FrozenJob(**data)
+
+    @contextmanager
+    def locked(self, job_key: str) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path(job_key).with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise OrchestError.single(
+                self.root, "", f"store folder is not writable ({exc.strerror}); check "
+                "[orchest_jobs] store_dir and its free space") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def get_or_create(self, job_key: str, create: Callable[[], FrozenJob]
+                      ) -> tuple[FrozenJob, bool]:
+        """The job's frozen state, creating it once (under the lock) when absent."""
+        with self.locked(job_key):
+            existing = self.get(job_key)
+            if existing is not None:
+                return existing, False
+            state = create()
+            self.put(state)
+            return state, True
+
+    def put(self, state: FrozenJob) -> None:
+        path = self._path(state.job_key)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(asdict(state), handle, indent=2)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def delete(self, job_key: str) -> None:
+        self._path(job_key).unlink(missing_ok=True)
+
+    def all(self) -> list[FrozenJob]:
+        states = []
+        for path in sorted(self.root.glob("*.json")):
+            try:
+                states.append(FrozenJob(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue
+        return states

@@ -1,0 +1,107 @@
+"""Planning a job run: one folder and one definition per selected pipeline run.
+
+Pure logic behind the planning and prepare tasks. A run folder holds ``pipeline.json``
+(the run's definition, parameters substituted) and ``project/`` (the snapshot checkout
+the step containers see as ``/project-dir``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import OrchestError
+from .model import Pipeline
+from .request import RunRequest
+
+
+def run_uuid(job_run_key: str, index: int) -> str:
+    """Stable per (job run, run index): a cleared run keeps its uuid and folder."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"orchest-run:{job_run_key}:{index}"))
+
+
+def lanes_needed(count: int, max_map_length: int) -> int:
+    return max(1, math.ceil(count / max_map_length))
+
+
+def plan_runs(
+    pipeline: Pipeline,
+    request: RunRequest,
+    *,
+    run_root: Path,
+    job_run_key: str,
+    snapshot_id: str,
+    images: Mapping[str, str],
+    lanes: int,
+    max_map_length: int,
+) -> list[dict[str, Any]]:
+    """Write each selected run's definition; return one description per run.
+
+    Airflow maps at most ``max_map_length`` instances per mapped group, so a DAG has
+    ``lanes`` copies of the group, each taking a slice; a grid that needs more lanes
+    than the DAG has is refused here, before anything runs.
+    """
+    count = len(request.runs)
+    if count > lanes * max_map_length:
+        raise OrchestError.single(
+            "trigger conf", "runs",
+            f"{count} pipeline runs selected, but this DAG can map at most "
+            f"{lanes * max_map_length} ({lanes} group(s) of [core] max_map_length = "
+            f"{max_map_length}); select fewer runs, put the bigger grid in the parameters "
+            "file (the DAG then gets more groups), or raise [core] max_map_length "
+            "(AIRFLOW__CORE__MAX_MAP_LENGTH)")
+    plain_env = {k: v for k, v in request.env_variables.items() if isinstance(v, str)}
+    secret_env = {k: v for k, v in request.env_variables.items() if not isinstance(v, str)}
+    out: list[dict[str, Any]] = []
+    for index in request.runs:
+        folder = run_root / f"run-{index:05d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        definition = folder / "pipeline.json"
+        write_json_atomic(definition, pipeline.definition(request.grid.run(index)))
+        out.append({
+            "index": index,
+            "label": request.grid.label(index),
+            "run_uuid": run_uuid(job_run_key, index),
+            "run_dir": str(folder),
+            "project_dir": str(folder / "project"),
+            "definition": str(definition),
+            "pipeline_rel": str(pipeline.rel_path),
+            "snapshot_id": snapshot_id,
+            "images": dict(images),
+            "env": plain_env,
+            "secret_env": secret_env,
+        })
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any]) -> None:
+    """Fresh checkout of the snapshot, with the run's definition over the pipeline file.
+
+    A retried or cleared run starts from a clean copy: nothing of a failed try leaks in.
+    """
+    from .snapshot.store import SnapshotStore, remove_tree
+
+    dest = Path(run["project_dir"])
+    if dest.exists():
+        remove_tree(dest)
+    SnapshotStore(snapshots_root).checkout(run["snapshot_id"], dest)
+    target = dest / run["pipeline_rel"]
+    target.unlink(missing_ok=True)
+    target.write_bytes(Path(run["definition"]).read_bytes())

@@ -1,0 +1,345 @@
+"""The DAG factory: every Orchest pipeline and job file under ``projects_dir`` as a DAG.
+
+A DAG run is one job run: ``snapshot`` (validate the conf, snapshot the project, freeze
+the images) -> ``plan`` (expand the grid, write each run's definition) -> one mapped
+``pipeline_run`` group instance per pipeline run: ``prepare`` (check the snapshot out)
+then one Docker step task per pipeline step, wired like the pipeline.
+
+Parsing reads JSON and stats files only: no Docker, network or database work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .core.errors import OrchestError, Problem
+from .core.grid import Grid
+from .core.jobstate import JobStates
+from .core.pipeline import load_pipeline, topological_order
+from .core.plan import lanes_needed
+from .core.project import Project
+from .core.scan import LoadedJob, LoadedPipeline, Scan, known_environments, scan_projects
+from .core.settings import Settings
+from .jobdef import JobDefinition
+from .naming import error_dag_id, job_dag_id, pipeline_dag_id, step_task_ids
+
+log = logging.getLogger("airflow_orchest_jobs.factory")
+
+#: Fixed start for cron jobs (with catchup off only the latest interval runs).
+EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TAGS = ["orchest"]
+
+
+def build_dags(settings: Settings | None = None) -> dict[str, Any]:
+    """All DAGs for ``settings.projects_dir``; invalid files become placeholder DAGs."""
+    if settings is None:
+        from .config import load_settings
+
+        settings = load_settings()
+    try:
+        scan = scan_projects(settings.projects_dir, settings.environment_images,
+                             settings.data_dir if settings.data_dir.is_dir() else None)
+    except OrchestError as exc:
+        return {d.dag_id: d for d in [_invalid_dag("orchest_invalid__projects_dir",
+                                                   exc.problems, settings.projects_dir)]}
+    definitions, problems = job_definitions(scan, settings)
+    dags: dict[str, Any] = {}
+    for definition in definitions:
+        if definition.dag_id in dags:
+            problems.setdefault(str(definition.pipeline.path), []).append(Problem(
+                str(definition.pipeline.path), "", f"its DAG id {definition.dag_id!r} is "
+                "already taken by another file of the project; rename one of them"))
+            continue
+        dags[definition.dag_id] = orchest_dag(definition, settings)
+    for file, file_problems in problems.items():
+        dag_id = _invalid_dag_id(Path(file), settings.projects_dir, dags)
+        dags[dag_id] = _invalid_dag(dag_id, file_problems, Path(file))
+    return dags
+
+
+def job_definitions(scan: Scan, settings: Settings
+                    ) -> tuple[list[JobDefinition], dict[str, list[Problem]]]:
+    problems = {file: list(found) for file, found in scan.problems.items()}
+    definitions = [pipeline_definition(lp) for lp in scan.pipelines]
+    states = JobStates(settings.store_dir)
+    for loaded in scan.jobs:
+        try:
+            definitions.append(job_definition(loaded, states, settings))
+        except OrchestError as exc:
+            problems.setdefault(str(loaded.spec.path), []).extend(exc.problems)
+    return definitions, problems
+
+
+def pipeline_definition(loaded: LoadedPipeline) -> JobDefinition:
+    pipeline = loaded.pipeline
+    return JobDefinition(
+        dag_id=pipeline_dag_id(loaded.project.name, pipeline.rel_path),
+        project=loaded.project,
+        pipeline=pipeline,
+        parameters=loaded.parameters,
+        snapshot="per_run",
+        description=f"Orchest pipeline {pipeline.name or pipeline.rel_path} "
+                    f"({loaded.project.name}); each run is a one-off job",
+        source_files=_source_files(pipeline, loaded.parameters_file),
+    )
+
+
+def job_definition(loaded: LoadedJob, states: JobStates, settings: Settings) -> JobDefinition:
+    spec, project = loaded.spec, loaded.project
+    dag_id = job_dag_id(project.name, spec.name)
+    pipeline = loaded.pipeline
+    frozen = None
+    if spec.snapshot == "per_job":
+        state = states.get(dag_id)
+        if state is not None:  # the job exists: its pipeline is the snapshot's, forever
+            pipeline = frozen_pipeline(state.snapshot_id, state.pipeline, project, settings)
+            frozen = state.snapshot_id
+    return JobDefinition(
+        dag_id=dag_id,
+        project=project,
+        pipeline=pipeline,
+        parameters=spec.parameters,
+        runs=spec.runs,
+        env_variables=spec.env_variables,
+        schedule=spec.schedule,
+        snapshot=spec.snapshot,
+        is_job=True,
+        max_parallel_runs=spec.max_parallel_runs,
+        max_retained_pipeline_runs=spec.max_retained_pipeline_runs,
+        catchup=spec.catchup,
+        description=spec.description or f"Orchest job {spec.name} of {project.name}: "
+                                        f"pipeline {spec.pipeline_path.name}",
+        source_files=(spec.path, *_source_files(pipeline, None)),
+        frozen_snapshot=frozen,
+    )
+
+
+def frozen_pipeline(snapshot_id: str, pipeline_rel: str, project: Project,
+                    settings: Settings):
+    """Load a frozen job's pipeline from its snapshot (a read-only view of the store)."""
+    from .core.snapshot.store import SnapshotStore
+
+    view = SnapshotStore(settings.store_dir / "snapshots").view(snapshot_id)
+    return load_pipeline(view.root / pipeline_rel, view.root,
+                         environments=known_environments(Project(view.root),
+                                                         settings.environment_images),
+                         check_files=True)
+
+
+def _source_files(pipeline, parameters_file: Path | None) -> tuple[Path, ...]:
+    files = [pipeline.path]
+    if parameters_file is not None:
+        files.append(parameters_file)
+    for step in pipeline.steps.values():
+        host = pipeline.step_host_path(step)
+        if host is not None and not step.file_path.startswith("/"):
+            files.append(host)
+    return tuple(files)
+
+
+def _invalid_dag_id(file: Path, projects_dir: Path, taken: dict) -> str:
+    try:
+        rel = file.relative_to(projects_dir)
+        project, rest = rel.parts[0], "/".join(rel.parts[1:]) or rel.parts[0]
+    except (ValueError, IndexError):
+        project, rest = "unknown", file.name
+    dag_id = error_dag_id(project, rest)
+    while dag_id in taken:
+        dag_id += "_"
+    return dag_id
+
+
+def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
+    """A DAG that shows, in the UI, what is wrong with ``file`` and where."""
+    from airflow.sdk import DAG
+
+    from .operators.problems import InvalidOrchestFileOperator
+
+    lines = [str(p) for p in problems]
+    first = lines[0] if lines else f"{file}: invalid"
+    doc = "\n".join(["### This Orchest file is invalid", "", f"File: `{file}`", "",
+                     *[f"- `{line}`" for line in lines], "",
+                     "Fix the file; the DAG processor picks the change up on its next parse."])
+    with DAG(dag_id, schedule=None, start_date=EPOCH, catchup=False,
+             description=("INVALID: " + first)[:1000], doc_md=doc,
+             tags=[*TAGS, "orchest:invalid"], is_paused_upon_creation=True) as dag:
+        InvalidOrchestFileOperator(task_id="invalid_orchest_file", problems=lines,
+                                   retries=0)
+    return dag
+
+
+def _params(job: JobDefinition) -> dict[str, Any]:
+    """The trigger form: the grid pre-filled, the run selection, the variables."""
+    from airflow.sdk import Param
+
+    grid_size = len(Grid(job.pipeline, job.parameters))
+    steps = ", ".join(f"{s.title} = {k}" for k, s in list(job.pipeline.steps.items())[:20])
+    return {
+        "parameters": Param(
+            default=job.parameters, type="object", title="Parameter grid",
+            description=(
+                "Orchest's job parameters format: {\"pipeline_parameters\": {name: [values]}, "
+                "\"<step uuid>\": {name: [values]}}. Every value is a LIST; the grid runs "
+                "every combination. Parameters you leave out keep their default "
+                f"({grid_size} run(s) as filled in). Step uuids: {steps}.")),
+        "runs": Param(
+            default=list(job.runs) if job.runs is not None else None,
+            type=["null", "array"], title="Runs to run",
+            description="0-based indices of grid runs to run, e.g. [0, 3]; empty (null) "
+                        "runs them all. `airflow-orchest-jobs grid` lists them."),
+        "env_variables": Param(
+            default=dict(job.env_variables), type="object", title="Environment variables",
+            description="Variables for every step container, by name (letters, digits, - "
+                        "and _). A value may be {\"airflow_variable\": NAME} or "
+                        "{\"airflow_connection\": ID, \"field\": \"password\"} to keep a "
+                        "secret out of the project."),
+    }
+
+
+def _schedule_args(job: JobDefinition) -> dict[str, Any]:
+    if job.schedule.at is not None:
+        return {"schedule": "@once", "start_date": job.schedule.at}
+    return {"schedule": job.schedule.cron, "start_date": EPOCH}
+
+
+def _doc(job: JobDefinition, fingerprint: str, lanes: int) -> str:
+    pipeline = job.pipeline
+    rows = "\n".join(f"| {s.title} | `{s.file_path}` | `{s.uuid}` |"
+                     for s in pipeline.steps.values())
+    example = json.dumps({"parameters": job.parameters or {"pipeline_parameters": {}},
+                          "runs": [0]})
+    frozen = (f"\n\nFrozen job: snapshot `{job.frozen_snapshot}` (the pipeline shown is the "
+              "snapshot's)." if job.frozen_snapshot else "")
+    return (
+        f"### {pipeline.name or pipeline.rel_path}\n\n"
+        f"Project `{job.project.name}`, pipeline `{pipeline.rel_path}`, "
+        f"{len(Grid(pipeline, job.parameters))} run(s) in the default grid, snapshot "
+        f"`{job.snapshot}`.{frozen}\n\n"
+        f"| step | file | uuid |\n|---|---|---|\n{rows}\n\n"
+        f"Trigger with conf, e.g. `airflow dags trigger {job.dag_id} -c '{example}'`.\n\n"
+        f"Source fingerprint: `{fingerprint}` ({lanes} mapped group(s))"
+    )
+
+
+def orchest_dag(job: JobDefinition, settings: Settings):
+    """Build the DAG of one job definition (see the module docstring for its shape)."""
+    from airflow.sdk import DAG, task, task_group
+
+    from .operators.snapshot import OrchestSnapshotOperator
+
+    pipeline = job.pipeline
+    max_map_length = _max_map_length()
+    default_count = len(Grid(pipeline, job.parameters).select(job.runs))
+    lanes = lanes_needed(default_count, max_map_length)
+    fingerprint = job.fingerprint()
+    parallelism = pipeline.settings.max_steps_parallelism or None
+    with DAG(
+        job.dag_id,
+        description=job.description[:1000],
+        doc_md=_doc(job, fingerprint, lanes),
+        params=_params(job),
+        catchup=job.catchup,
+        tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.is_job
+              else "orchest:pipeline"],
+        is_paused_upon_creation=False,
+        render_template_as_native_obj=False,
+        **_schedule_args(job),
+    ) as dag:
+        snapshot = OrchestSnapshotOperator(task_id="snapshot", job=job)
+
+        @task(task_id="plan")
+        def plan(info: dict[str, Any], dag_run=None) -> list[dict[str, Any]]:
+            from .operators.snapshot import fail, request_for
+
+            request = request_for(job, dag_run.conf)
+            from .core.plan import plan_runs
+
+            try:
+                return plan_runs(pipeline, request, run_root=Path(info["run_root"]),
+                                 job_run_key=info["job_run_key"],
+                                 snapshot_id=info["snapshot_id"], images=info["images"],
+                                 lanes=lanes, max_map_length=_max_map_length())
+            except OrchestError as exc:
+                raise fail(exc) from None
+
+        planned = plan(snapshot.output)
+        task_ids = step_task_ids({k: s.title for k, s in pipeline.steps.items()})
+        limit = {"max_active_tis_per_dagrun": job.max_parallel_runs} \
+            if job.max_parallel_runs else {}
+
+        def pipeline_run(run: dict[str, Any]) -> None:
+            prepared = prepare_task(run, **limit)
+            step_tasks = {key: step_task(job, key, task_ids[key], run, settings,
+                                         parallelism, **limit)
+                          for key in topological_order(pipeline)}
+            for key, step_op in step_tasks.items():
+                parents = [step_tasks[p] for p in pipeline.steps[key].incoming
+                           if p in step_tasks]
+                for upstream in parents or [prepared]:
+                    upstream >> step_op
+
+        if lanes == 1:
+            task_group(group_id="pipeline_run")(pipeline_run).expand(run=planned)
+        for lane in range(lanes if lanes > 1 else 0):
+            # Airflow maps at most max_map_length instances per group: one group per slice.
+            @task(task_id=f"plan_slice_{lane + 1}")
+            def plan_slice(runs: list[dict[str, Any]], lane: int = lane
+                           ) -> list[dict[str, Any]]:
+                return runs[lane * max_map_length:(lane + 1) * max_map_length]
+
+            group_id = "pipeline_run" if lane == 0 else f"pipeline_run_{lane + 1}"
+            task_group(group_id=group_id)(pipeline_run).expand(run=plan_slice(planned))
+    return dag
+
+
+def _max_map_length() -> int:
+    from airflow.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
+def prepare_task(run, **kwargs):
+    """Check the snapshot out into the run's folder and write the run's definition."""
+    from airflow.sdk import task
+
+    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}", **kwargs)
+    def prepare(run: dict[str, Any]) -> None:
+        from airflow.sdk import get_current_context
+
+        from .config import load_settings
+
+        get_current_context()["orchest_run_label"] = run["label"]  # names the map index
+        from .core.plan import prepare_run_folder
+        from .operators.snapshot import fail
+
+        try:
+            prepare_run_folder(load_settings().store_dir / "snapshots", run)
+        except OrchestError as exc:
+            raise fail(exc) from None
+
+    return prepare(run)
+
+
+def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: Settings,
+              parallelism: int | None, **kwargs):
+    from .operators.step import OrchestStepOperator
+
+    step = job.pipeline.steps[step_uuid]
+    return OrchestStepOperator(
+        task_id=task_id,
+        task_display_name=step.title,
+        pipeline=job.pipeline,
+        step=step,
+        project_uuid=job.project.uuid,
+        run=run,
+        data_dir=str(settings.data_dir),
+        network_mode=settings.network_mode,
+        docker_url=settings.docker_url,
+        max_steps_parallelism=parallelism,
+        map_index_template="{{ task.run['label'] }}",
+        **kwargs,
+    )

@@ -1,0 +1,106 @@
+"""The first task of every Orchest DAG run: check the trigger, then create the job.
+
+Creating a job means what it meant in Orchest: snapshot the project and freeze the
+environment images. A ``per_job`` job does it once (its first run) and every later
+run reuses the same snapshot and images; ``per_run`` does it for every DAG run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from ..core.errors import OrchestError
+from ..core.jobstate import FrozenJob, JobStates, safe_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from ..core.settings import Settings
+    from ..jobdef import JobDefinition
+
+
+def fail(exc: OrchestError):
+    """An error the user must fix: fail now, no retries, one readable message."""
+    from airflow.exceptions import AirflowFailException
+
+    return AirflowFailException("\n".join(str(p) for p in exc.problems))
+
+
+def request_for(job: JobDefinition, conf: dict[str, Any] | None):
+    """The validated trigger request of ``job`` (raises AirflowFailException)."""
+    from ..core.request import resolve_request
+
+    try:
+        return resolve_request(job.pipeline, conf, default_parameters=job.parameters,
+                               default_runs=job.runs, default_env=job.env_variables,
+                               source=f"{job.dag_id}: trigger conf")
+    except OrchestError as exc:
+        raise fail(exc) from None
+
+
+def run_root(settings: Settings, dag_id: str, run_id: str) -> Path:
+    return settings.store_dir / "runs" / safe_name(dag_id) / safe_name(run_id)
+
+
+class OrchestSnapshotOperator(BaseOperator):
+    """Validate the conf, then snapshot the project and freeze its images (once per job)."""
+
+    ui_color = "#e8f4fd"
+    template_fields: Sequence[str] = ()
+
+    def __init__(self, *, job: JobDefinition, **kwargs: Any):
+        kwargs.setdefault("retries", 1)
+        super().__init__(**kwargs)
+        self.job = job
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from ..config import load_settings
+
+        settings = load_settings()
+        dag_run = context["dag_run"]
+        request = request_for(self.job, dag_run.conf)
+        self.log.info("Trigger accepted: %d of %d pipeline runs selected",
+                      len(request.runs), len(request.grid))
+        key = self.job.job_key(dag_run.run_id) if self.job.snapshot == "per_run" \
+            else self.job.dag_id
+        try:
+            state, created = JobStates(settings.store_dir).get_or_create(
+                key, lambda: self._create_job(settings, key))
+        except OrchestError as exc:
+            raise fail(exc) from None
+        if created:
+            self.log.info("Job created: snapshot %s, images %s", state.snapshot_id, state.images)
+        else:
+            self.log.info("Reusing the job's snapshot %s and frozen images %s (created %s)",
+                          state.snapshot_id, state.images, state.created_at)
+        return {
+            "job_key": key,
+            "job_run_key": f"{self.job.dag_id}/{dag_run.run_id}",
+            "snapshot_id": state.snapshot_id,
+            "images": state.images,
+            "run_root": str(run_root(settings, self.job.dag_id, dag_run.run_id)),
+        }
+
+    def _create_job(self, settings: Settings, key: str) -> FrozenJob:
+        from ..core.snapshot.store import SnapshotStore
+        from ..images import docker_client, freeze, resolve_images
+
+        job = self.job
+        refs = resolve_images(job.pipeline, job.project.uuid, settings.environment_images)
+        frozen = freeze(docker_client(settings.docker_url), refs, key)
+        snapshot = SnapshotStore(settings.store_dir / "snapshots").create(job.project.path)
+        self.log.info("Snapshot %s: %d files, %d bytes", snapshot.id, snapshot.file_count,
+                      snapshot.total_bytes)
+        return FrozenJob(
+            job_key=key,
+            snapshot_id=snapshot.id,
+            images=frozen,
+            pipeline=str(job.pipeline.rel_path),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            extra={"dag_id": job.dag_id, "project": str(job.project.path)},
+        )

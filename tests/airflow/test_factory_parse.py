@@ -1,0 +1,143 @@
+"""The DAG factory at parse time: ids, shape, trigger form, errors kept local."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from airflow_orchest_jobs.core.settings import Settings
+from airflow_orchest_jobs.factory import build_dags
+from tests.conftest import REPO
+from tests.example_project import GEN, write_example
+
+pytestmark = pytest.mark.airflow
+
+GRID = {"pipeline_parameters": {"size": [2, 4]}, GEN: {"size": ["a", "b", "c"]}}
+
+
+def _settings(root: Path, **extra) -> Settings:
+    return Settings.from_mapping({"projects_dir": str(root / "projects"),
+                                  "store_dir": str(root / "store"),
+                                  "data_dir": str(root / "data"), "network_mode": "none",
+                                  **extra})
+
+
+@pytest.fixture
+def projects(tmp_path):
+    projects = tmp_path / "projects"
+    write_example(projects, grid=GRID, job={"pipeline": "main.orchest", "schedule": "0 3 * * *",
+                                            "env_variables": {"REPORT_TITLE": "Nightly"}})
+    bad = projects / "broken"
+    bad.mkdir()
+    (bad / "main.orchest").write_text('{"uuid": "x", "steps": {"a": {"uuid": "a"}}}')
+    return tmp_path
+
+
+def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects):
+    dags = build_dags(_settings(projects))
+    assert set(dags) == {"orchest__demo__main", "orchest_job__demo__nightly",
+                         "orchest_invalid__broken__main.orchest"}
+    invalid = dags["orchest_invalid__broken__main.orchest"]
+    assert "steps.a: missing required field 'file_path'" in invalid.description
+    assert "broken/main.orchest" in invalid.description
+    assert "orchest:invalid" in invalid.tags
+
+
+def test_dag_shape(projects):
+    dag = build_dags(_settings(projects))["orchest__demo__main"]
+    ids = set(dag.task_dict)
+    assert ids == {"snapshot", "plan", "pipeline_run.prepare", "pipeline_run.generate",
+                   "pipeline_run.analyse", "pipeline_run.publish"}
+    t = dag.task_dict
+
+    def upstream(task_id):  # every task in the group also reads the planned run
+        return t[task_id].upstream_task_ids - {"plan"}
+
+    assert upstream("pipeline_run.generate") == {"pipeline_run.prepare"}
+    assert upstream("pipeline_run.analyse") == {"pipeline_run.generate"}
+    assert upstream("pipeline_run.publish") == {"pipeline_run.analyse"}
+    assert t["pipeline_run.prepare"].upstream_task_ids == {"plan"}
+    assert t["pipeline_run.publish"].map_index_template == "{{ task.run['label'] }}"
+    assert t["pipeline_run.analyse"].task_display_name == "Analyse"
+
+
+def test_trigger_form_is_prefilled(projects):
+    dag = build_dags(_settings(projects))["orchest__demo__main"]
+    params = dag.params
+    assert params["parameters"] == GRID
+    assert params["runs"] is None
+    raw = params.get_param("parameters")
+    assert raw.schema["title"] == "Parameter grid" and "LIST" in raw.description
+    assert params.get_param("runs").schema["title"] == "Runs to run"
+    assert params.get_param("env_variables").schema["title"] == "Environment variables"
+
+
+def test_job_dag_follows_the_job_file(projects):
+    dag = build_dags(_settings(projects))["orchest_job__demo__nightly"]
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert dag.timetable.expression == "0 3 * * *"
+    assert dag.catchup is False
+    assert dag.params["env_variables"] == {"REPORT_TITLE": "Nightly"}
+    assert "orchest:job" in dag.tags
+
+
+def test_one_off_and_trigger_only_schedules(projects):
+    job = projects / "projects" / "demo" / "nightly.job.json"
+    job.write_text(json.dumps({"pipeline": "main.orchest", "schedule": "2030-01-02T03:04:05Z"}))
+    dag = build_dags(_settings(projects))["orchest_job__demo__nightly"]
+    assert type(dag.timetable).__name__ == "OnceTimetable"
+    assert dag.start_date.isoformat().startswith("2030-01-02T03:04:05")
+    job.write_text(json.dumps({"pipeline": "main.orchest", "schedule": None}))
+    dag = build_dags(_settings(projects))["orchest_job__demo__nightly"]
+    assert type(dag.timetable).__name__ == "NullTimetable"
+
+
+def test_a_changed_step_file_changes_the_dag(projects):
+    before = build_dags(_settings(projects))["orchest__demo__main"].doc_md
+    step_file = projects / "projects" / "demo" / "generate.py"
+    step_file.write_text(step_file.read_text() + "\nprint('changed')\n")
+    after = build_dags(_settings(projects))["orchest__demo__main"].doc_md
+    assert before != after
+    assert "Source fingerprint" in after
+
+
+def test_dag_ids_are_sanitised_and_clashes_reported(tmp_path):
+    projects = tmp_path / "projects"
+    project = write_example(projects, name="my project")
+    shutil.copy(project / "main.orchest", project / "main?.orchest")
+    dags = build_dags(_settings(tmp_path))
+    assert "orchest__my_project__main" in dags
+    clash = [d for d in dags if d.startswith("orchest_invalid__")]
+    assert len(clash) == 1 or "orchest__my_project__main_" in dags
+
+
+def test_big_default_grid_gets_more_mapped_groups(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "4")
+    write_example(tmp_path / "projects", grid={GEN: {"size": list(range(9))}})
+    dag = build_dags(_settings(tmp_path))["orchest__demo__main"]
+    groups = {t.split(".")[0] for t in dag.task_dict if "." in t}
+    assert groups == {"pipeline_run", "pipeline_run_2", "pipeline_run_3"}
+
+
+def test_dags_serialize(projects, airflow_home):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    for dag in build_dags(_settings(projects)).values():
+        data = DagSerialization.to_dict(dag)
+        assert data["dag"]["dag_id"] == dag.dag_id
+
+
+def test_dag_file_loads_in_a_dagbag(projects, airflow_home, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__PROJECTS_DIR", str(projects / "projects"))
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__STORE_DIR", str(projects / "store"))
+    bag = DagBag(dag_folder=str(REPO / "dags"), include_examples=False) \
+        if "include_examples" in DagBag.__init__.__code__.co_varnames \
+        else DagBag(dag_folder=str(REPO / "dags"))
+    assert bag.import_errors == {}
+    assert {"orchest__demo__main", "orchest_job__demo__nightly",
+            "orchest_invalid__broken__main.orchest"} <= set(bag.dag_ids)
