@@ -1,0 +1,34 @@
+"""The Airflow plugin: the run-files app on the api-server and the notebook link."""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+
+from .links import NotebookHtmlLink
+from .runfiles import URL_PREFIX
+
+
+class _LazyApp:
+    """Build the FastAPI app only in the api-server (workers never import FastAPI for it)."""
+
+    def __init__(self):
+        self._app = None
+
+    def _get(self):
+        if self._app is None:
+            from .runfiles import create_app
+
+            self._app = create_app()
+        return self._app
+
+    def __getattr__(self, name):
+        return getattr(self._get(), name)
+
+    async def __call__(self, scope, receive, send):
+        await self._get()(scope, receive, send)
+
+
+class OrchestJobsPlugin(AirflowPlugin):
+    name = "orchest_jobs"
+    fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "Orchest jobs"}]
+    operator_extra_links = [NotebookHtmlLink()]

@@ -1,0 +1,86 @@
+"""The plugin: entry points, the run-files app (auth, path safety, sandbox) and the link."""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+
+from airflow_orchest_jobs.runfiles import resolve_run_file, run_file_url
+
+pytestmark = pytest.mark.airflow
+
+
+def test_entry_points_are_registered():
+    plugins = {e.name: e.value for e in entry_points(group="airflow.plugins")}
+    assert plugins["orchest_jobs"] == "airflow_orchest_jobs.plugin:OrchestJobsPlugin"
+    providers = {e.value for e in entry_points(group="apache_airflow_provider")}
+    assert "airflow_orchest_jobs.provider:get_provider_info" in providers
+
+
+def test_provider_declares_the_config_section():
+    from airflow_orchest_jobs.provider import get_provider_info
+
+    options = get_provider_info()["config"]["orchest_jobs"]["options"]
+    assert set(options) == {"projects_dir", "store_dir", "data_dir", "environment_images",
+                            "network_mode", "docker_url"}
+
+
+def test_airflow_config_reads_the_section(monkeypatch, tmp_path):
+    from airflow_orchest_jobs.config import load_settings
+
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__STORE_DIR", str(tmp_path / "s"))
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__ENVIRONMENT_IMAGES", '{"*": "img:1"}')
+    settings = load_settings()
+    assert settings.store_dir == tmp_path / "s"
+    assert settings.environment_images == {"*": "img:1"}
+
+
+def _run_folder(tmp_path):
+    root = tmp_path / "runs" / "orchest__p__main" / "manual__2026-01-01T00_00_00_00_00"
+    (root / "run-00000" / "project").mkdir(parents=True)
+    (root / "run-00000" / "project" / "nb.html").write_text("<html><script>x</script></html>")
+    (tmp_path / "secret.txt").write_text("no")
+    return root
+
+
+def test_run_files_never_leave_the_run_folder(tmp_path):
+    _run_folder(tmp_path)
+    run_id = "manual__2026-01-01T00:00:00+00:00"
+    found = resolve_run_file(tmp_path, "orchest__p__main", run_id, "run-00000/project/nb.html")
+    assert found is not None and found.name == "nb.html"
+    for bad in ("../../../secret.txt", "/etc/passwd", "run-00000/../../x", "run-00000"):
+        assert resolve_run_file(tmp_path, "orchest__p__main", run_id, bad) is None
+    link = tmp_path / "runs" / "orchest__p__main" / "manual__2026-01-01T00_00_00_00_00" / "l"
+    link.symlink_to(tmp_path / "secret.txt")
+    assert resolve_run_file(tmp_path, "orchest__p__main", run_id, "l") is None
+
+
+def test_app_requires_auth_and_sandboxes_html(tmp_path, monkeypatch, airflow_home):
+    from airflow.api_fastapi.core_api import security
+    from fastapi.testclient import TestClient
+
+    from airflow_orchest_jobs.runfiles import create_app
+
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__STORE_DIR", str(tmp_path))
+    _run_folder(tmp_path)
+    app = create_app()
+    client = TestClient(app)
+    url = ("/runs/orchest__p__main/manual__2026-01-01T00%3A00%3A00%2B00%3A00/"
+           "run-00000/project/nb.html")
+    assert client.get(url).status_code in (401, 403)
+    # Authentication itself is Airflow's; here only the permission check is replaced.
+    app.dependency_overrides[security.get_user] = lambda: object()
+    monkeypatch.setattr(security, "_requires_access", lambda **kwargs: None)
+    response = client.get(url)
+    assert response.status_code == 200
+    assert "<script>x</script>" in response.text
+    assert response.headers["content-security-policy"].startswith("sandbox")
+    assert client.get(url.replace("nb.html", "missing.html")).status_code == 404
+
+
+def test_url_quotes_run_ids():
+    url = run_file_url("orchest__p__main", "manual__2026-01-01T00:00:00+00:00",
+                       "run-00001/project/a b.html", "http://host:8080/")
+    assert url == ("http://host:8080/orchest-jobs/runs/orchest__p__main/"
+                   "manual__2026-01-01T00%3A00%3A00%2B00%3A00/run-00001/project/a%20b.html")
