@@ -1,0 +1,316 @@
+"""Environment images: which image each step runs, pinning them for a job, building them.
+
+Orchest locked the newest image of every environment when a job was created, so
+rebuilding an environment later did not change the job. Here ``freeze`` pins each image
+to an immutable reference and gives it a tag owned by the job, so re-tagging or pruning
+the environment's tag cannot take it away; ``release`` drops those tags again.
+
+Docker is imported inside functions only: the CLI and DAG parsing never load it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import tarfile
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .core.errors import OrchestError, Problem
+from .core.model import PROJECT_DIR, Pipeline, Step
+from .core.project import Environment, Project
+
+if TYPE_CHECKING:
+    import docker
+
+#: Orchest's image name pattern for environments (tag ``latest`` here, not a build number).
+ENV_IMAGE = "orchest-env-{project_uuid}-{env_uuid}"
+#: Keys of legacy steps that name a Docker image instead of an environment.
+LEGACY_PREFIX = "image:"
+#: Repository of the tags that keep a job's images alive.
+FROZEN_REPOSITORY = "orchest-frozen"
+#: Labels put on environment images built here.
+LABEL_PROJECT = "orchest-jobs.project-uuid"
+LABEL_ENVIRONMENT = "orchest-jobs.environment-uuid"
+BUILD_FIX = (
+    "build it with `airflow-orchest-jobs environments build PROJECT_DIR`, or set "
+    "[orchest_jobs] environment_images to an image that exists"
+)
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+class DockerUnavailable(RuntimeError):
+    """The Docker engine cannot be reached: worth a retry, not a user error in a file."""
+
+
+def docker_client(docker_url: str) -> docker.DockerClient:
+    """A client for ``docker_url`` that has answered a ping (clear error otherwise)."""
+    import docker
+
+    try:
+        client = docker.DockerClient(base_url=docker_url)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailable(unreachable_message(docker_url, exc)) from exc
+    return client
+
+
+def unreachable_message(docker_url: str, exc: object) -> str:
+    return (
+        f"Docker engine not reachable at {docker_url} ({exc}); start Docker there, or point "
+        "[orchest_jobs] docker_url (AIRFLOW__ORCHEST_JOBS__DOCKER_URL) at a running engine"
+    )
+
+
+def environment_image(project_uuid: str, env_uuid: str) -> str:
+    """The tag an environment's image is looked up (and built) under."""
+    return ENV_IMAGE.format(project_uuid=project_uuid, env_uuid=env_uuid) + ":latest"
+
+
+def image_key(step: Step) -> str:
+    """Key of a step's image in a job's image map: its environment uuid, or its legacy image."""
+    if step.environment:
+        return step.environment
+    if step.image:
+        return LEGACY_PREFIX + step.image
+    raise OrchestError.single(
+        f"step {step.uuid}", "environment", "names no environment (nor a legacy image); "
+        "choose one of the project's environments for the step"
+    )
+
+
+def describe_key(key: str) -> str:
+    """``environment <uuid>`` or ``image <ref>``, for messages."""
+    if key.startswith(LEGACY_PREFIX):
+        return f"image {key[len(LEGACY_PREFIX):]}"
+    return f"environment {key}"
+
+
+def resolve_images(
+    pipeline: Pipeline, project_uuid: str, environment_images: Mapping[str, str]
+) -> dict[str, str]:
+    """Image reference per image key of ``pipeline``'s steps (no Docker access).
+
+    ``environment_images`` (an environment uuid, or ``"*"`` for any) wins over the
+    ``orchest-env-<project-uuid>-<env-uuid>`` tag; a legacy step's image is used as given.
+    """
+    refs: dict[str, str] = {}
+    for step in pipeline.steps.values():
+        key = image_key(step)
+        if key in refs:
+            continue
+        if key.startswith(LEGACY_PREFIX):
+            refs[key] = key[len(LEGACY_PREFIX):]
+        else:
+            refs[key] = (
+                environment_images.get(key)
+                or environment_images.get("*")
+                or environment_image(project_uuid, key)
+            )
+    return refs
+
+
+def frozen_repository(job_id: str) -> str:
+    """The job's own repository: readable, lower-case, unique per job id."""
+    slug = re.sub(r"[^a-z0-9]+", "-", job_id.lower()).strip("-")[:80] or "job"
+    digest = hashlib.sha256(job_id.encode()).hexdigest()[:8]
+    return f"{FROZEN_REPOSITORY}/{slug}-{digest}"
+
+
+def _frozen_tag(key: str) -> str:
+    if _TAG.fullmatch(key):
+        return key
+    return "image-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _repository(ref: str) -> str:
+    """``name`` of ``name:tag`` / ``name@sha256:...`` (a registry port is not a tag)."""
+    name = ref.split("@", 1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
+
+
+def pinned_reference(image: Any, ref: str) -> str:
+    """An immutable reference: the registry digest when the image has one, else its id."""
+    digests: list[str] = image.attrs.get("RepoDigests") or []
+    wanted = _repository(ref)
+    for digest in digests:
+        if digest.split("@", 1)[0] == wanted:
+            return digest
+    return digests[0] if digests else image.id
+
+
+def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str) -> dict[str, str]:
+    """Pin every image and tag it for ``job_id``; returns key -> what a step must run.
+
+    Every missing image is reported at once (nothing is tagged then).
+    """
+    import docker.errors
+
+    found: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for key, ref in refs.items():
+        try:
+            found[key] = client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            problems.append(Problem(describe_key(key), "", f"no Docker image {ref}; {BUILD_FIX}"))
+    if problems:
+        raise OrchestError(problems)
+    repository = frozen_repository(job_id)
+    pinned: dict[str, str] = {}
+    for key, image in found.items():
+        image.tag(repository, _frozen_tag(key))
+        pinned[key] = pinned_reference(image, refs[key])
+    return pinned
+
+
+def release(client: docker.DockerClient, job_id: str) -> list[str]:
+    """Remove the job's tags (an image nothing else tags goes with them); returns them."""
+    import docker.errors
+
+    repository = frozen_repository(job_id)
+    removed: list[str] = []
+    for image in client.images.list(name=repository):
+        for tag in image.tags:
+            if tag.startswith(repository + ":"):
+                try:
+                    client.images.remove(tag)
+                except docker.errors.ImageNotFound:
+                    continue
+                removed.append(tag)
+    return removed
+
+
+def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str) -> str:
+    """Orchest's environment build: the project copied in, the setup script run by bash."""
+    return "\n".join([
+        f"FROM {base_image}",
+        f"LABEL {LABEL_PROJECT}={project_uuid} {LABEL_ENVIRONMENT}={env_uuid}",
+        f"WORKDIR {PROJECT_DIR}",
+        f"COPY project/ {PROJECT_DIR}/",
+        "COPY setup_script.sh /orchest-setup/setup_script.sh",
+        "RUN bash < /orchest-setup/setup_script.sh && rm -rf /orchest-setup",
+        "",
+    ])
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script: bytes) -> None:
+    """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script."""
+    from .core.snapshot.selection import select
+
+    selection = select(project_dir)
+    with tarfile.open(fileobj=handle, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile.encode())
+        _add_bytes(tar, "setup_script.sh", setup_script, 0o755)
+        folder = tarfile.TarInfo("project")
+        folder.type, folder.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(folder)
+        for entry in selection.files:
+            if entry.path == ".orchest" or entry.path.startswith(".orchest/"):
+                continue
+            info = tar.gettarinfo(str(project_dir / entry.path), arcname=f"project/{entry.path}")
+            info.mode = entry.mode
+            with open(project_dir / entry.path, "rb") as source:
+                tar.addfile(info, source)
+        for link in selection.links:
+            if not link.path.startswith(".orchest/"):
+                info = tarfile.TarInfo(f"project/{link.path}")
+                info.type, info.linkname = tarfile.SYMTYPE, link.target
+                tar.addfile(info)
+
+
+def build_environment(
+    client: docker.DockerClient,
+    project_dir: Path,
+    environment: Environment,
+    project_uuid: str,
+    *,
+    base_image: str | None = None,
+    network_mode: str = "none",
+    echo: Callable[[str], None] = lambda line: None,
+) -> str:
+    """Build one environment's image; returns its tag. A failed setup script raises."""
+    base = base_image or environment.base_image
+    if not base:
+        raise OrchestError.single(environment.folder / "properties.json", "base_image",
+                                  "is empty; name the image to build on (or pass --base-image)")
+    script = environment.setup_script
+    setup = script.read_bytes() if script.is_file() else b""
+    tag = environment_image(project_uuid, environment.uuid)
+    dockerfile = environment_dockerfile(base, project_uuid, environment.uuid)
+    with tempfile.TemporaryFile() as context:
+        _write_context(context, project_dir, dockerfile, setup)
+        context.seek(0)
+        tail: list[str] = []
+        for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag,
+                                      network_mode=network_mode, rm=True, forcerm=True,
+                                      decode=True):
+            if "error" in chunk:
+                raise OrchestError.single(
+                    script, "", f"building {tag} on {base} failed: {chunk['error'].strip()}"
+                    + (" (last output: " + " | ".join(tail[-5:]) + ")" if tail else "")
+                    + "; fix the setup script, or the base image (--base-image IMAGE builds "
+                    "on another one)")
+            line = str(chunk.get("stream", "")).rstrip()
+            if line:
+                tail.append(line)
+                echo(line)
+    return tag
+
+
+def build_environments(
+    client: docker.DockerClient,
+    project_dir: Path,
+    project_uuid: str | None = None,
+    base_image_override: str | None = None,
+    *,
+    network_mode: str = "none",
+    echo: Callable[[str], None] = lambda line: None,
+) -> dict[str, str]:
+    """Build every environment of the project: env uuid -> ``orchest-env-...:latest`` tag."""
+    project = Project(Path(project_dir).resolve())
+    uuid = project_uuid or project.uuid
+    return {
+        env.uuid: build_environment(client, project.path, env, uuid,
+                                    base_image=base_image_override,
+                                    network_mode=network_mode, echo=echo)
+        for env in project.environments.values()
+    }
+
+
+def environment_status(
+    client: docker.DockerClient | None, project_dir: Path, project_uuid: str | None = None
+) -> list[dict[str, Any]]:
+    """Per environment: uuid, name, language, base image, tag, image id (None: not built).
+
+    Without a client (engine unreachable) the image id is left out.
+    """
+    project = Project(Path(project_dir).resolve())
+    uuid = project_uuid or project.uuid
+    rows = []
+    for env in project.environments.values():
+        row: dict[str, Any] = {"uuid": env.uuid, "name": env.name, "language": env.language,
+                               "base_image": env.base_image,
+                               "tag": environment_image(uuid, env.uuid)}
+        if client is not None:
+            row["image_id"] = _image_id(client, row["tag"])
+        rows.append(row)
+    return rows
+
+
+def _image_id(client: docker.DockerClient, ref: str) -> str | None:
+    import docker.errors
+
+    try:
+        return client.images.get(ref).id
+    except docker.errors.ImageNotFound:
+        return None

@@ -1,0 +1,279 @@
+"""One Orchest pipeline step as a Docker container (the docker provider's DockerOperator).
+
+The operator is created at DAG-parse time inside a mapped task group, so everything that
+differs per pipeline run arrives at run time in one templated field, ``run`` (a dict from
+the ``plan`` task's XCom). ``execute`` turns it into the run contract
+(:mod:`airflow_orchest_jobs.core.contract`): the run's project copy at /project-dir,
+/data, the runner mounted read-only, Orchest's variables, the job's pinned image.
+
+Keys of ``run`` read here: ``label``, ``run_uuid``, ``project_dir`` (host path of the
+run's project copy), ``images`` ({image key: pinned reference}), optional ``env``
+({name: value}), ``secret_env`` ({name: {"airflow_variable": ...} or
+{"airflow_connection": ..., "field": ...}}) and ``run_dir`` (host folder of the run, where
+the runner is staged and step slots are counted; without it the package's runtime folder
+is mounted directly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.docker.exceptions import DockerContainerFailedException
+from airflow.providers.docker.operators.docker import DockerOperator
+
+from ..core.contract import (
+    DATA_DIR,
+    PROJECT_DIR,
+    RUNNER_DIR,
+    RUNNER_IMAGE_VARIABLE,
+    runner_dir,
+    stage_runner,
+    step_command,
+    step_environment,
+    step_log_path,
+    step_working_dir,
+)
+from ..images import describe_key, image_key, unreachable_message
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from ..core.model import Pipeline, Step
+
+#: Labels on every step container (find or clean a run's containers by them).
+LABEL_RUN = "orchest-jobs.run-uuid"
+LABEL_STEP = "orchest-jobs.step-uuid"
+LABEL_PIPELINE = "orchest-jobs.pipeline-uuid"
+LABEL_PROJECT = "orchest-jobs.project-uuid"
+#: Seconds a killed step gets to stop after SIGTERM before it is killed.
+STOP_TIMEOUT = 5
+REQUIRED_RUN_KEYS = ("label", "run_uuid", "project_dir", "images")
+
+
+class OrchestStepOperator(DockerOperator):
+    """Run one step of one pipeline run in its environment's (pinned) image."""
+
+    template_fields: Sequence[str] = ("run",)
+    # DockerOperator reads templated strings ending in .sh as template files: not here.
+    template_ext: Sequence[str] = ()
+    ui_color = "#e6f0ff"
+
+    def __init__(
+        self,
+        *,
+        pipeline: Pipeline,
+        step: Step,
+        project_uuid: str,
+        run: Any,
+        data_dir: str,
+        network_mode: str = "bridge",
+        docker_url: str | None = None,
+        max_steps_parallelism: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("auto_remove", "force")
+        kwargs.setdefault("do_xcom_push", False)
+        super().__init__(
+            image=kwargs.pop("image", ""),  # the run's pinned image, set in execute
+            network_mode=network_mode,
+            docker_url=docker_url,
+            mount_tmp_dir=False,
+            tty=False,
+            **kwargs,
+        )
+        self.pipeline = pipeline
+        self.step = step
+        self.project_uuid = project_uuid
+        self.run = run
+        self.data_dir = data_dir
+        self.max_steps_parallelism = max_steps_parallelism
+        self.image_key = image_key(step)
+
+    def execute(self, context: Context) -> Any:
+        run = self.run
+        _check_run(run)
+        context["orchest_run_label"] = run["label"]  # type: ignore[typeddict-unknown-key]
+        self.container = None  # type: ignore[assignment]
+        self._configure(run)
+        self.log.info("Step %r (%s), run %s: %s in %s", self.step.title, self.step.uuid,
+                      run["label"], self.command[-1], self.image)
+        self._connect()
+        with _step_slot(run.get("run_dir"), self.max_steps_parallelism, self.log):
+            try:
+                return self._run_step(context)
+            except DockerContainerFailedException as exc:
+                raise DockerContainerFailedException(self._failure(run, exc),
+                                                     logs=exc.logs) from None
+            finally:
+                self._remove_container(stop=False)
+
+    def _failure(self, run: Mapping[str, Any], exc: Exception) -> str:
+        """Which step failed, how, and where its output is kept."""
+        found = re.search(r"'StatusCode': (-?\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+        log_file = Path(run["project_dir"]) / step_log_path(self.pipeline.uuid, self.step.uuid)
+        how = f"exited with code {code}" if code is not None else str(exc)
+        if code == 127:
+            how += " (a program it needs is missing from the image, see above)"
+        return (f"Step {self.step.title!r} ({self.step.uuid}) of run {run['label']} {how}; "
+                f"its output is above and in {log_file}")
+
+    def on_kill(self) -> None:
+        """Stop and remove the step's container (a killed task leaves nothing running)."""
+        self._remove_container(stop=True)
+
+    def _configure(self, run: Mapping[str, Any]) -> None:
+        """The run contract as DockerOperator settings."""
+        from docker.types import Mount
+
+        image = run["images"].get(self.image_key)
+        if not image:
+            raise _fail(f"this run has no image for {describe_key(self.image_key)} (the job "
+                        f"froze {sorted(run['images'])}); re-create the job so it freezes one")
+        self.image = image
+        env = step_environment(run.get("env") or {}, pipeline=self.pipeline, step=self.step,
+                               project_uuid=self.project_uuid, run_uuid=run["run_uuid"])
+        env[RUNNER_IMAGE_VARIABLE] = f"{describe_key(self.image_key)} ({image})"
+        self.environment = env
+        self._private_environment = {**self._private_environment,
+                                     **resolve_secrets(run.get("secret_env") or {})}
+        self.command = step_command(self.pipeline, self.step)
+        self.working_dir = step_working_dir(self.pipeline, self.step)
+        runner = stage_runner(Path(run["run_dir"]) / "runner") if run.get("run_dir") \
+            else runner_dir()
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        self.mounts = [
+            Mount(PROJECT_DIR, str(run["project_dir"]), type="bind"),
+            Mount(DATA_DIR, str(self.data_dir), type="bind"),
+            Mount(RUNNER_DIR, str(runner), type="bind", read_only=True),
+        ]
+        self.labels = {LABEL_RUN: str(run["run_uuid"]), LABEL_STEP: self.step.uuid,
+                       LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid}
+
+    def _connect(self) -> None:
+        """Reach the engine now, with a message naming the URL (Airflow retries apply)."""
+        from airflow.sdk.exceptions import AirflowException
+
+        try:
+            self.cli  # noqa: B018 - connects and pings
+        except AirflowException as exc:
+            raise AirflowException(unreachable_message(self.docker_url, exc)) from exc
+
+    def _run_step(self, context: Context) -> Any:
+        """Run the container; an image present locally is never pulled.
+
+        DockerOperator looks an image up by reference, which an image id never matches,
+        so it would try to pull ``sha256:...``; local images go straight to the run.
+        """
+        import docker.errors
+
+        try:
+            self.cli.inspect_image(self.image)
+        except docker.errors.ImageNotFound:
+            if self.image.startswith("sha256:"):
+                raise _fail(
+                    f"image {self.image} (frozen for {describe_key(self.image_key)}) is no "
+                    "longer on this Docker engine; re-create the job so it freezes the "
+                    "current image") from None
+            return super().execute(context)  # a registry digest: pull it, then run
+        return self._run_image()
+
+    def _remove_container(self, *, stop: bool) -> None:
+        import docker.errors
+
+        container = self.container
+        if not container:
+            return
+        try:
+            if stop:
+                self.log.info("Stopping step container %s", container["Id"][:12])
+                self.cli.stop(container["Id"], timeout=STOP_TIMEOUT)
+            self.cli.remove_container(container["Id"], force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                self.log.warning("Could not remove step container %s: %s",
+                                 container["Id"][:12], exc)
+
+
+def _check_run(run: Any) -> None:
+    if not isinstance(run, Mapping):
+        raise _fail(f"the run description must be a dict, got {type(run).__name__}")
+    missing = [key for key in REQUIRED_RUN_KEYS if key not in run]
+    if missing:
+        raise _fail(f"the run description lacks {', '.join(missing)}")
+
+
+def _fail(message: str) -> Exception:
+    """A problem a retry cannot fix."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(message)
+
+
+def resolve_secrets(references: Mapping[str, Any]) -> dict[str, str]:
+    """Variable values kept out of the project: from Airflow Variables or Connections.
+
+    ``{"airflow_variable": NAME}`` or ``{"airflow_connection": ID, "field": F}`` with F
+    one of uri (default), host, login, password, schema, port, extra.
+    """
+    if not references:
+        return {}
+    from airflow.sdk import Connection, Variable
+    from airflow.sdk.log import mask_secret
+
+    values: dict[str, str] = {}
+    for name, ref in references.items():
+        try:
+            if "airflow_variable" in ref:
+                value = Variable.get(ref["airflow_variable"])
+            else:
+                conn = Connection.get(ref["airflow_connection"])
+                field = ref.get("field") or "uri"
+                value = conn.get_uri() if field == "uri" else getattr(conn, field)
+        except Exception as exc:
+            what = ", ".join(f"{k}={v!r}" for k, v in ref.items())
+            raise RuntimeError(f"environment variable {name}: cannot read {what} "
+                               f"({type(exc).__name__}: {exc})") from exc
+        values[name] = "" if value is None else str(value)
+        if values[name]:
+            mask_secret(values[name])  # whatever its name: a step echoing it shows ***
+    return values
+
+
+@contextlib.contextmanager
+def _step_slot(run_dir: str | None, limit: int | None, log: Any) -> Iterator[None]:
+    """At most ``limit`` steps of one pipeline run at a time (Orchest's
+    ``max_steps_parallelism``): one lock file per slot in the run folder."""
+    if not limit or not run_dir:
+        yield
+        return
+    folder = Path(run_dir) / "step-slots"
+    folder.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        for slot in range(limit):
+            handle = open(folder / f"{slot}.lock", "w")  # noqa: SIM115 - held while running
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        if not waited:
+            log.info("Waiting: %d step(s) of this run already running "
+                     "(max_steps_parallelism)", limit)
+            waited = True
+        time.sleep(1)

@@ -1,0 +1,115 @@
+# Orchest step runner (POSIX sh): runs one step file the way Orchest did.
+#
+# Usage: sh /orchest-runner/runner.sh STEP_FILE     (mounted read-only, never baked in)
+#
+# The interpreter follows the lower-cased extension: .ipynb -> python3 notebook.py,
+# .py -> python3 (or python), .sh or none -> bash, .r -> Rscript, .jl -> julia,
+# .js -> node. Output goes to stdout (the Airflow task log) and, as in Orchest, to
+# /project-dir/.orchest/pipelines/$ORCHEST_PIPELINE_UUID/logs/$ORCHEST_STEP_UUID.log.
+# The step's exit status is the runner's. A missing interpreter exits 127 with one line
+# naming the image ($ORCHEST_RUNNER_IMAGE) and the program.
+
+step_file=${1:?usage: runner.sh STEP_FILE}
+runner_dir=$(dirname "$0")
+image=${ORCHEST_RUNNER_IMAGE:-this image}
+log_dir="/project-dir/.orchest/pipelines/${ORCHEST_PIPELINE_UUID:-unknown}/logs"
+log_file="$log_dir/${ORCHEST_STEP_UUID:-unknown}.log"
+
+if ! { mkdir -p "$log_dir" && : >"$log_file"; } 2>/dev/null; then
+    echo "orchest-runner: warning: cannot write $log_file; output goes to the task log only" >&2
+    log_file=/dev/null
+fi
+
+# A message for the person reading the task log; also kept in the step's log file.
+say() {
+    printf 'orchest-runner: %s\n' "$1" | tee -a "$log_file" >&2
+}
+
+have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
+missing() {
+    say "the image $image has no '$1' (needed to run $step_file); install it in the environment's setup_script.sh or use an image that has it"
+    exit 127
+}
+
+if [ ! -f "$step_file" ]; then
+    say "step file $step_file not found in the run's project copy"
+    exit 2
+fi
+cd "$(dirname "$step_file")" || exit 2
+
+name=${step_file##*/}
+case "$name" in
+    *.*) ext=$(printf '%s' "${name##*.}" | tr '[:upper:]' '[:lower:]') ;;
+    *) ext="" ;;
+esac
+
+case "$ext" in
+    ipynb)
+        have python3 || missing python3
+        set -- python3 "$runner_dir/notebook.py" "$step_file"
+        ;;
+    py)
+        if have python3; then
+            set -- python3 "$step_file"
+        elif have python; then
+            set -- python "$step_file"
+        else
+            missing python3
+        fi
+        ;;
+    sh | "")
+        have bash || missing bash
+        set -- bash "$step_file"
+        ;;
+    r)
+        have Rscript || missing Rscript
+        set -- Rscript "$step_file"
+        ;;
+    jl)
+        have julia || missing julia
+        set -- julia "$step_file"
+        ;;
+    js)
+        have node || missing node
+        set -- node "$step_file"
+        ;;
+    *)
+        say "cannot run $step_file: Orchest runs .ipynb, .py, .sh (or no extension), .r, .jl and .js files"
+        exit 2
+        ;;
+esac
+
+# Python output straight through the pipe below, so the log shows it as it happens.
+export PYTHONUNBUFFERED="${PYTHONUNBUFFERED:-1}"
+
+# Tee through a FIFO, keeping the step's own exit status: the step runs in the
+# background so a TERM sent to this shell (PID 1, docker stop) reaches it, and every
+# process it started, at once. tee ignores TERM: it ends when the step's output does.
+fifo="${TMPDIR:-/tmp}/orchest-runner.$$"
+if [ "$log_file" = /dev/null ] || ! mkfifo "$fifo" 2>/dev/null; then
+    exec "$@"
+fi
+(trap '' TERM INT HUP && exec tee -a "$log_file") <"$fifo" &
+tee_pid=$!
+"$@" >"$fifo" 2>&1 &
+step_pid=$!
+
+trap 'trap "" TERM INT HUP; kill -TERM 0 2>/dev/null' TERM INT HUP
+wait "$step_pid"
+status=$?
+# A trapped signal interrupts wait: wait again for the step's real status.
+while kill -0 "$step_pid" 2>/dev/null; do
+    wait "$step_pid"
+    status=$?
+done
+# tee ends when the last writer closes the FIFO; a process the step left running in
+# the background may hold it open, so give up on it after a few seconds.
+(sleep 5 && kill -KILL "$tee_pid" 2>/dev/null) &
+watchdog=$!
+wait "$tee_pid"
+kill "$watchdog" 2>/dev/null
+rm -f "$fifo"
+exit "$status"
