@@ -282,8 +282,9 @@ def orchest_dag(job: JobDefinition, settings: Settings):
                 for upstream in parents or [prepared]:
                     upstream >> step_op
 
+        groups = []
         if lanes == 1:
-            task_group(group_id="pipeline_run")(pipeline_run).expand(run=planned)
+            groups.append(task_group(group_id="pipeline_run")(pipeline_run).expand(run=planned))
         for lane in range(lanes if lanes > 1 else 0):
             # Airflow maps at most max_map_length instances per group: one group per slice.
             @task(task_id=f"plan_slice_{lane + 1}")
@@ -292,7 +293,14 @@ def orchest_dag(job: JobDefinition, settings: Settings):
                 return runs[lane * max_map_length:(lane + 1) * max_map_length]
 
             group_id = "pipeline_run" if lane == 0 else f"pipeline_run_{lane + 1}"
-            task_group(group_id=group_id)(pipeline_run).expand(run=plan_slice(planned))
+            groups.append(task_group(group_id=group_id)(pipeline_run).expand(
+                run=plan_slice(planned)))
+
+        # A teardown: runs whatever the pipeline runs did, and does not decide the DAG
+        # run's state (a failed pipeline run still fails the DAG run).
+        finished = finalize_task(job).as_teardown(setups=snapshot)
+        for group in groups:
+            group >> finished
     return dag
 
 
@@ -322,6 +330,35 @@ def prepare_task(run, **kwargs):
             raise fail(exc) from None
 
     return prepare(run)
+
+
+def finalize_task(job: JobDefinition):
+    """Mark the DAG run's runs finished, then apply the job's retention."""
+    from airflow.sdk import task
+
+    @task(task_id="finalize")
+    def finalize(dag_run=None) -> dict[str, Any]:
+        from .config import load_settings
+        from .core.retention import apply_retention, collect_snapshots, mark_finished
+        from .operators.snapshot import run_root
+
+        settings = load_settings()
+        mark_finished(run_root(settings, job.dag_id, dag_run.run_id))
+        report = apply_retention(settings.store_dir, job.dag_id,
+                                 job.max_retained_pipeline_runs)
+        freed = report.freed_bytes
+        if report.released_jobs:
+            from .images import docker_client, release
+
+            client = docker_client(settings.docker_url)
+            for key in report.released_jobs:
+                release(client, key)
+            freed += collect_snapshots(settings.store_dir,
+                                       set(report.released_jobs.values()))
+        return {"deleted_runs": len(report.deleted_runs),
+                "released_jobs": sorted(report.released_jobs), "freed_bytes": freed}
+
+    return finalize()
 
 
 def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: Settings,

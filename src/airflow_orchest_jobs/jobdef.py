@@ -42,7 +42,8 @@ class JobDefinition:
     frozen_snapshot: str | None = None
 
     def job_key(self, run_id: str) -> str:
-        return self.dag_id if self.is_job else f"{self.dag_id}/{run_id}"
+        """Whose snapshot a DAG run uses: the job's own, or a one-off job per DAG run."""
+        return self.dag_id if self.snapshot == "per_job" else f"{self.dag_id}/{run_id}"
 
     def fingerprint(self) -> str:
         """Hash of every file the DAG depends on: a changed step file is a new DAG version."""

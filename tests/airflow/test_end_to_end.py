@@ -43,6 +43,17 @@ def _run_folders(settings: Settings, dag_run) -> list[Path]:
     return sorted(p for p in root.glob("*/run-*") if p.is_dir())
 
 
+def _xcom(dag_run, task_id: str, key: str, map_index: int) -> object:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key=key,
+            map_index=map_index).one_or_none()
+        return None if row is None else XComModel.deserialize_value(row)
+
+
 def _map_names(dag_run, task_id: str) -> list[str]:
     from airflow.utils.session import create_session
 
@@ -67,6 +78,11 @@ def test_full_grid_from_the_parameters_file(tmp_path, env):
         assert (project / "analyse.html").stat().st_size > 1000
         logs = project / ".orchest" / "pipelines"
         assert any(p.name.endswith(".log") for p in logs.rglob("*.log"))
+    # the notebook step links to its HTML (served by the plugin's run-files app)
+    link = _xcom(dag_run, "pipeline_run.analyse", "_link_NotebookHtmlLink", 1)
+    assert isinstance(link, str) and link.endswith("/run-00001/project/analyse.html")
+    assert "/orchest-jobs/runs/orchest__demo__main/" in link
+    assert _xcom(dag_run, "pipeline_run.generate", "_link_NotebookHtmlLink", 1) in ("", None)
     # the snapshot never changes: the user's project is untouched by the run
     source = json.loads((env.projects_dir / "demo" / "analyse.ipynb").read_text())
     assert all(not c.get("outputs") for c in source["cells"])
@@ -139,3 +155,27 @@ def test_step_parameters_reach_the_step(env):
     assert str(dag_run.state) == "success", task_states(dag_run)
     assert [r["label"] for r in _reports(env)] == ["x", "y"] or \
         sorted(r["label"] for r in _reports(env)) == ["x", "y"]
+
+
+def test_retention_keeps_the_newest_finished_runs(env, docker_client):
+    from airflow_orchest_jobs.images import frozen_repository
+
+    write_example(env.projects_dir, grid={"pipeline_parameters": {"size": [1, 2]}},
+                  job={"pipeline": "main.orchest", "max_retained_pipeline_runs": 2,
+                       "snapshot": "per_run"})
+    dag = build_dags(env)["orchest_job__demo__nightly"]
+    runs = [run_dag(dag) for _ in range(2)]
+    assert all(str(r.state) == "success" for r in runs), [task_states(r) for r in runs]
+    assert task_states(runs[1])["finalize"] == "success"
+    # 4 pipeline runs happened; the 2 of the first DAG run were deleted, with its job:
+    folders = sorted((env.store_dir / "runs" / dag.dag_id).glob("*/run-*"))
+    assert [f.parent.name for f in folders] == [runs[1].run_id.replace(":", "_")
+                                                .replace("+", "_")] * 2
+    states = [json.loads(p.read_text())["job_key"]
+              for p in (env.store_dir / "jobs").glob("*.json")]
+    assert states == [f"{dag.dag_id}/{runs[1].run_id}"]
+    first_tags = [t for image in docker_client.images.list() for t in image.tags
+                  if t.startswith(frozen_repository(f"{dag.dag_id}/{runs[0].run_id}"))]
+    assert first_tags == []
+    snapshots = list((env.store_dir / "snapshots" / "manifests").glob("*"))
+    assert len(snapshots) == 1

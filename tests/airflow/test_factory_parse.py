@@ -50,8 +50,10 @@ def test_dag_shape(projects):
     dag = build_dags(_settings(projects))["orchest__demo__main"]
     ids = set(dag.task_dict)
     assert ids == {"snapshot", "plan", "pipeline_run.prepare", "pipeline_run.generate",
-                   "pipeline_run.analyse", "pipeline_run.publish"}
+                   "pipeline_run.analyse", "pipeline_run.publish", "finalize"}
     t = dag.task_dict
+    assert t["finalize"].is_teardown and t["snapshot"].is_setup
+    assert {"pipeline_run.publish"} <= t["finalize"].upstream_task_ids
 
     def upstream(task_id):  # every task in the group also reads the planned run
         return t[task_id].upstream_task_ids - {"plan"}

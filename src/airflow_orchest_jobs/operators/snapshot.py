@@ -66,8 +66,7 @@ class OrchestSnapshotOperator(BaseOperator):
         request = request_for(self.job, dag_run.conf)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
-        key = self.job.job_key(dag_run.run_id) if self.job.snapshot == "per_run" \
-            else self.job.dag_id
+        key = self.job.job_key(dag_run.run_id)
         try:
             state, created = JobStates(settings.store_dir).get_or_create(
                 key, lambda: self._create_job(settings, key))

@@ -40,6 +40,7 @@ from ..core.contract import (
     step_working_dir,
 )
 from ..images import describe_key, image_key, unreachable_message
+from ..links import NotebookHtmlLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,6 +64,7 @@ class OrchestStepOperator(DockerOperator):
     # DockerOperator reads templated strings ending in .sh as template files: not here.
     template_ext: Sequence[str] = ()
     ui_color = "#e6f0ff"
+    operator_extra_links = (NotebookHtmlLink(),)
 
     def __init__(
         self,
