@@ -10,13 +10,13 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import OrchestError
+from .snapshot.fsops import write_atomically
 
 
 @dataclass(frozen=True)
@@ -83,17 +83,9 @@ class JobStates:
             return state, True
 
     def put(self, state: FrozenJob) -> None:
-        path = self._path(state.job_key)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(asdict(state), handle, indent=2)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = json.dumps(asdict(state), indent=2).encode()
+        write_atomically(self._path(state.job_key), data, self.root, durable=True)
 
     def delete(self, job_key: str) -> None:
         self._path(job_key).unlink(missing_ok=True)

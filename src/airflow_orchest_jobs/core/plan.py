@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 from .errors import OrchestError
 from .model import Pipeline
 from .request import RunRequest
+from .snapshot.fsops import write_atomically
 
 
 def run_uuid(job_run_key: str, index: int) -> str:
@@ -63,7 +62,8 @@ def plan_runs(
         folder = run_root / f"run-{index:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         definition = folder / "pipeline.json"
-        write_json_atomic(definition, pipeline.definition(request.grid.run(index)))
+        write_atomically(definition, json.dumps(pipeline.definition(request.grid.run(index)),
+                                                indent=2).encode(), folder, durable=False)
         out.append({
             "index": index,
             "label": request.grid.label(index),
@@ -78,17 +78,6 @@ def plan_runs(
             "secret_env": secret_env,
         })
     return out
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any]) -> None:
