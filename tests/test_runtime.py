@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import threading
 import time
@@ -24,7 +25,9 @@ from airflow_orchest_jobs.core.contract import step_log_path
 from airflow_orchest_jobs.core.errors import OrchestError
 from airflow_orchest_jobs.core.model import Pipeline
 from airflow_orchest_jobs.core.pipeline import load_pipeline
+from airflow_orchest_jobs.core.plan import hand_over
 from airflow_orchest_jobs.core.project import project_uuid
+from airflow_orchest_jobs.core.settings import step_owner
 from airflow_orchest_jobs.images import (
     DockerUnavailable,
     docker_client,
@@ -65,6 +68,7 @@ def make_run(root: Path, pipeline: Pipeline, index: int, images: dict[str, str],
     copy = run_dir / "project"
     shutil.copytree(pipeline.project_dir, copy)
     (copy / pipeline.rel_path).write_text(json.dumps(pipeline.definition(parameters)))
+    hand_over(copy, step_owner("", os.geteuid(), os.getegid()))  # as the prepare task does
     return {"index": index, "label": f"run {index}", "run_uuid": str(uuid.uuid4()),
             "project_dir": str(copy), "run_dir": str(run_dir), "images": dict(images),
             "env": env or {}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -319,13 +320,15 @@ def prepare_task(run, **kwargs):
         from airflow.sdk import get_current_context
 
         from .config import load_settings
-
-        get_current_context()["orchest_run_label"] = run["label"]  # names the map index
         from .core.plan import prepare_run_folder
+        from .core.settings import step_owner
         from .operators.snapshot import fail
 
+        get_current_context()["orchest_run_label"] = run["label"]  # names the map index
+        settings = load_settings()
+        owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
         try:
-            prepare_run_folder(load_settings().store_dir / "snapshots", run)
+            prepare_run_folder(settings.store_dir / "snapshots", run, owner)
         except OrchestError as exc:
             raise fail(exc) from None
 
@@ -377,6 +380,7 @@ def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: S
         network_mode=settings.network_mode,
         docker_url=settings.docker_url,
         max_steps_parallelism=parallelism,
+        step_user=settings.step_user,
         map_index_template="{{ task.run['label'] }}",
         **kwargs,
     )

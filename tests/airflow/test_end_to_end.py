@@ -24,7 +24,8 @@ def env(tmp_path, monkeypatch, airflow_home, images, docker_client):
     values = {"projects_dir": tmp_path / "projects", "store_dir": tmp_path / "store",
               "data_dir": tmp_path / "data", "network_mode": "none"}
     for key, value in values.items():
-        Path(value).mkdir(parents=True, exist_ok=True) if key.endswith("dir") else None
+        if key in ("projects_dir", "store_dir"):  # data_dir: made by the step operator,
+            Path(value).mkdir(parents=True)  # for the (unprivileged) step user
         monkeypatch.setenv(f"AIRFLOW__ORCHEST_JOBS__{key.upper()}", str(value))
     monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__ENVIRONMENT_IMAGES", "{}")
     tag = environment_image(project_uuid("demo"), ENV)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,10 +81,12 @@ def plan_runs(
     return out
 
 
-def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any]) -> None:
+def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any],
+                       owner: tuple[int, int] | None = None) -> None:
     """Fresh checkout of the snapshot, with the run's definition over the pipeline file.
 
     A retried or cleared run starts from a clean copy: nothing of a failed try leaks in.
+    ``owner``: (uid, gid) to hand the copy to, when steps run as another user than us.
     """
     from .snapshot.store import SnapshotStore, remove_tree
 
@@ -94,3 +97,15 @@ def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any]) -> None:
     target = dest / run["pipeline_rel"]
     target.unlink(missing_ok=True)
     target.write_bytes(Path(run["definition"]).read_bytes())
+    if owner is not None:
+        hand_over(dest, owner)
+
+
+def hand_over(folder: Path, owner: tuple[int, int]) -> None:
+    """Give a run's project copy to the (unprivileged) step user, when we are root."""
+    if os.geteuid() != 0 or owner == (0, 0):
+        return
+    for parent, dirs, files in os.walk(folder):
+        os.chown(parent, *owner)
+        for name in dirs + files:
+            os.chown(os.path.join(parent, name), *owner, follow_symlinks=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "bridge",
     ),
     "docker_url": ("Docker engine address.", "unix://var/run/docker.sock"),
+    "step_user": (
+        "uid:gid step containers run as. Empty: the Airflow worker's own uid:gid, or "
+        "65534:65534 (nobody) when the worker runs as root; 0:0 runs steps as root.",
+        "",
+    ),
 }
 
 
@@ -61,6 +67,7 @@ class Settings:
     environment_images: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = "bridge"
     docker_url: str = "unix://var/run/docker.sock"
+    step_user: str = ""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str | None]) -> Settings:
@@ -95,6 +102,7 @@ class Settings:
             environment_images=images,
             network_mode=get("network_mode"),
             docker_url=get("docker_url"),
+            step_user=_check_user(values.get("step_user") or ""),
         )
 
     @classmethod
@@ -102,3 +110,22 @@ class Settings:
         """Read ``AIRFLOW__ORCHEST_JOBS__<KEY>`` variables only (no Airflow import)."""
         prefix = f"AIRFLOW__{SECTION.upper()}__"
         return cls.from_mapping({k: os.environ.get(prefix + k.upper()) for k in OPTIONS})
+
+
+NOBODY = (65534, 65534)
+
+
+def _check_user(value: str) -> str:
+    value = value.strip()
+    if value and not re.fullmatch(r"\d+:\d+", value):
+        raise OrchestError.single(f"[{SECTION}] step_user", "", f"{value!r} is not uid:gid; "
+                                  "write numbers such as 1000:1000, or leave it empty")
+    return value
+
+
+def step_owner(step_user: str, euid: int, egid: int) -> tuple[int, int]:
+    """The (uid, gid) a step runs as: never root unless asked for with ``0:0``."""
+    if step_user:
+        uid, gid = step_user.split(":")
+        return int(uid), int(gid)
+    return NOBODY if euid == 0 else (euid, egid)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -39,6 +40,7 @@ from ..core.contract import (
     step_log_path,
     step_working_dir,
 )
+from ..core.settings import step_owner
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
 
@@ -77,6 +79,7 @@ class OrchestStepOperator(DockerOperator):
         network_mode: str = "bridge",
         docker_url: str | None = None,
         max_steps_parallelism: int | None = None,
+        step_user: str = "",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("auto_remove", "force")
@@ -95,6 +98,7 @@ class OrchestStepOperator(DockerOperator):
         self.run = run
         self.data_dir = data_dir
         self.max_steps_parallelism = max_steps_parallelism
+        self.step_user = step_user
         self.image_key = image_key(step)
 
     def execute(self, context: Context) -> Any:
@@ -142,6 +146,10 @@ class OrchestStepOperator(DockerOperator):
         env = step_environment(run.get("env") or {}, pipeline=self.pipeline, step=self.step,
                                project_uuid=self.project_uuid, run_uuid=run["run_uuid"])
         env[RUNNER_IMAGE_VARIABLE] = f"{describe_key(self.image_key)} ({image})"
+        uid, gid = step_owner(self.step_user, os.geteuid(), os.getegid())
+        self.user = f"{uid}:{gid}"  # never root unless step_user says 0:0
+        if uid != 0:
+            env.setdefault("HOME", "/tmp")  # a writable home (tmpfs) for any uid
         self.environment = env
         self._private_environment = {**self._private_environment,
                                      **resolve_secrets(run.get("secret_env") or {})}
@@ -149,11 +157,12 @@ class OrchestStepOperator(DockerOperator):
         self.working_dir = step_working_dir(self.pipeline, self.step)
         runner = stage_runner(Path(run["run_dir"]) / "runner") if run.get("run_dir") \
             else runner_dir()
-        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        ensure_data_dir(Path(self.data_dir), (uid, gid))
         self.mounts = [
             Mount(PROJECT_DIR, str(run["project_dir"]), type="bind"),
             Mount(DATA_DIR, str(self.data_dir), type="bind"),
             Mount(RUNNER_DIR, str(runner), type="bind", read_only=True),
+            Mount("/tmp", None, type="tmpfs"),
         ]
         self.labels = {LABEL_RUN: str(run["run_uuid"]), LABEL_STEP: self.step.uuid,
                        LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid}
@@ -279,3 +288,12 @@ def _step_slot(run_dir: str | None, limit: int | None, log: Any) -> Iterator[Non
                      "(max_steps_parallelism)", limit)
             waited = True
         time.sleep(1)
+
+
+def ensure_data_dir(path: Path, owner: tuple[int, int]) -> None:
+    """Create ``/data``'s host folder; one we create belongs to the step user."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and owner[0] != 0:
+        os.chown(path, *owner)
