@@ -189,12 +189,12 @@ def _wait(what: str, deployment: Deployment, timeout: float, probe: Any,
                 f"{deployment.diagnostics()}")
 
 
-def _cleanup_docker(dag_id: str, run_ids: list[str]) -> None:
+def _cleanup_docker(dag_id: str, run_ids: list[str], store: Path) -> None:
     """Remove what the runs left on the engine: step containers, the job's frozen tags."""
     import docker
 
     from airflow_orchest_jobs.core.plan import run_uuid
-    from airflow_orchest_jobs.images import release
+    from airflow_orchest_jobs.images import job_image_owner, release
 
     client = docker.from_env()
     for run_id in run_ids:
@@ -202,7 +202,7 @@ def _cleanup_docker(dag_id: str, run_ids: list[str]) -> None:
         for container in client.containers.list(all=True, filters={"label": label}):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
-    release(client, dag_id)
+    release(client, job_image_owner(store, dag_id))
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory,
         yield deployment
     finally:
         _stop(list(deployment.processes.values()))
-        _cleanup_docker(deployment.dag_id, deployment.run_ids)
+        _cleanup_docker(deployment.dag_id, deployment.run_ids, home / "store")
 
 
 def _token(deployment: Deployment) -> str:

@@ -351,11 +351,11 @@ def finalize_task(job: JobDefinition):
                                  job.max_retained_pipeline_runs)
         freed = report.freed_bytes
         if report.released_jobs:
-            from .images import docker_client, release
+            from .images import docker_client, job_image_owner, release
 
             client = docker_client(settings.docker_url)
             for key in report.released_jobs:
-                release(client, key)
+                release(client, job_image_owner(settings.store_dir, key))
             freed += collect_snapshots(settings.store_dir,
                                        set(report.released_jobs.values()))
         return {"deleted_runs": len(report.deleted_runs),

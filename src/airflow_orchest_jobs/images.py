@@ -113,6 +113,16 @@ def resolve_images(
     return refs
 
 
+def job_image_owner(store_dir: Path, job_key: str) -> str:
+    """Who frozen tags belong to: the job *and* the installation (its store folder).
+
+    Two Airflow installations sharing one Docker engine may have jobs with the same DAG
+    id; keyed by job alone, one releasing its tags would untag the other's images.
+    """
+    installation = hashlib.sha256(str(store_dir).encode()).hexdigest()[:8]
+    return f"{job_key}@{installation}"
+
+
 def frozen_repository(job_id: str) -> str:
     """The job's own repository: readable, lower-case, unique per job id."""
     slug = re.sub(r"[^a-z0-9]+", "-", job_id.lower()).strip("-")[:80] or "job"

@@ -159,7 +159,7 @@ def test_step_parameters_reach_the_step(env):
 
 
 def test_retention_keeps_the_newest_finished_runs(env, docker_client):
-    from airflow_orchest_jobs.images import frozen_repository
+    from airflow_orchest_jobs.images import frozen_repository, job_image_owner
 
     write_example(env.projects_dir, grid={"pipeline_parameters": {"size": [1, 2]}},
                   job={"pipeline": "main.orchest", "max_retained_pipeline_runs": 2,
@@ -176,7 +176,8 @@ def test_retention_keeps_the_newest_finished_runs(env, docker_client):
               for p in (env.store_dir / "jobs").glob("*.json")]
     assert states == [f"{dag.dag_id}/{runs[1].run_id}"]
     first_tags = [t for image in docker_client.images.list() for t in image.tags
-                  if t.startswith(frozen_repository(f"{dag.dag_id}/{runs[0].run_id}"))]
+                  if t.startswith(frozen_repository(job_image_owner(
+                      env.store_dir, f"{dag.dag_id}/{runs[0].run_id}")))]
     assert first_tags == []
     snapshots = list((env.store_dir / "snapshots" / "manifests").glob("*"))
     assert len(snapshots) == 1

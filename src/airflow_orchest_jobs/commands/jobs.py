@@ -61,11 +61,11 @@ def run_clean(args: argparse.Namespace) -> int:
     report = apply_retention(store, args.dag_id, args.keep)
     freed = report.freed_bytes
     if report.released_jobs:
-        from ..images import docker_client, release
+        from ..images import docker_client, job_image_owner, release
 
         client = docker_client(args.docker_url or Settings.from_environment().docker_url)
         for key in report.released_jobs:
-            release(client, key)
+            release(client, job_image_owner(store, key))
         freed += collect_snapshots(store, set(report.released_jobs.values()))
     print(f"deleted {len(report.deleted_runs)} pipeline run(s), released "
           f"{len(report.released_jobs)} job(s), freed {freed} bytes")

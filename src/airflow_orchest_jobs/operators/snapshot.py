@@ -87,11 +87,12 @@ class OrchestSnapshotOperator(BaseOperator):
 
     def _create_job(self, settings: Settings, key: str) -> FrozenJob:
         from ..core.snapshot.store import SnapshotStore
-        from ..images import docker_client, freeze, resolve_images
+        from ..images import docker_client, freeze, job_image_owner, resolve_images
 
         job = self.job
         refs = resolve_images(job.pipeline, job.project.uuid, settings.environment_images)
-        frozen = freeze(docker_client(settings.docker_url), refs, key)
+        frozen = freeze(docker_client(settings.docker_url), refs,
+                        job_image_owner(settings.store_dir, key))
         snapshot = SnapshotStore(settings.store_dir / "snapshots").create(job.project.path)
         self.log.info("Snapshot %s: %d files, %d bytes", snapshot.id, snapshot.file_count,
                       snapshot.total_bytes)

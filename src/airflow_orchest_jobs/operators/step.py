@@ -291,9 +291,23 @@ def _step_slot(run_dir: str | None, limit: int | None, log: Any) -> Iterator[Non
 
 
 def ensure_data_dir(path: Path, owner: tuple[int, int]) -> None:
-    """Create ``/data``'s host folder; one we create belongs to the step user."""
-    if path.is_dir():
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() == 0 and owner[0] != 0:
-        os.chown(path, *owner)
+    """Create ``/data``'s host folder (ours belongs to the step user); refuse one the step
+    user cannot write, before a step fails half-way with "permission denied"."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0 and owner[0] != 0:
+            os.chown(path, *owner)
+    elif owner[0] != 0 and not writable_by(path, *owner):
+        raise _fail(f"the data folder {path} (mounted at /data) is not writable by the step "
+                    f"user {owner[0]}:{owner[1]}; give that user write access (chown or "
+                    "chmod) or set [orchest_jobs] step_user")
+
+
+def writable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether ``uid:gid`` may create files in ``path`` (mode bits; ACLs are not read)."""
+    st = path.stat()
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o200)
+    if st.st_gid == gid:
+        return bool(st.st_mode & 0o020)
+    return bool(st.st_mode & 0o002)
