@@ -68,12 +68,9 @@ class Project:
 
     def _walk(self) -> Iterator[Path]:
         """Regular files under the project, skipping ignored folders and git-ignored paths."""
-        try:  # TODO(lead): require once the snapshot selection module lands
-            from .snapshot.selection import ignore_rules  # git semantics, as snapshots
+        from .snapshot.selection import ignore_rules  # git's semantics, as snapshots
 
-            rules = ignore_rules(self.path)
-        except ImportError:
-            rules = None
+        rules = ignore_rules(self.path)
         for folder, dirs, files in os.walk(self.path):
             rel_folder = os.path.relpath(folder, self.path)
             rel_folder = "" if rel_folder == "." else rel_folder + "/"
@@ -82,11 +79,11 @@ class Project:
                 if d not in SKIPPED_DIRS
                 and not (rel_folder == ".orchest/" and d == "pipelines")
                 and not os.path.islink(os.path.join(folder, d))
-                and not (rules and rules.is_ignored(rel_folder + d + "/"))
+                and not rules.is_ignored(rel_folder + d + "/")
             )
             for name in files:
                 full = os.path.join(folder, name)
-                if os.path.islink(full) or (rules and rules.is_ignored(rel_folder + name)):
+                if os.path.islink(full) or rules.is_ignored(rel_folder + name):
                     continue
                 yield Path(full)
 
