@@ -373,8 +373,9 @@ def test_unreachable_engine_names_the_url(tmp_path):
     pipeline = write_pipeline(tmp_path, [step("a", "a.py", title="a")], {"a.py": ""})
     run = make_run(tmp_path, pipeline, 0, {PY: "any"})
     op = OrchestStepOperator(task_id="a", pipeline=pipeline, step=pipeline.steps["a"],
-                             project_uuid=PROJECT_UUID, run=run, data_dir=str(tmp_path),
-                             network_mode="none", docker_url=url)
+                             project_uuid=PROJECT_UUID, run=run,
+                             data_dir=str(tmp_path / "data"), network_mode="none",
+                             docker_url=url)
     with pytest.raises(AirflowException, match=f"Docker engine not reachable at {url}"):
         op.execute({})
     with pytest.raises(DockerUnavailable, match="docker_url"):

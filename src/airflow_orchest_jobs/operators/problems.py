@@ -18,6 +18,6 @@ class InvalidOrchestFileOperator(BaseOperator):
         self.problems = list(problems)
 
     def execute(self, context: Any) -> None:
-        from airflow.exceptions import AirflowFailException
+        from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException("This Orchest file is invalid:\n" + "\n".join(self.problems))

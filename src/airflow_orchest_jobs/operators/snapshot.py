@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def fail(exc: OrchestError):
     """An error the user must fix: fail now, no retries, one readable message."""
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException("\n".join(str(p) for p in exc.problems))
 

@@ -28,6 +28,7 @@ check) rather than producing a wrong tree.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -64,6 +65,8 @@ __all__ = ["WARN_BYTES", "DiskUsage", "Snapshot", "SnapshotStore", "SnapshotView
 log = logging.getLogger("airflow_orchest_jobs.snapshot")
 
 WARN_BYTES = 50_000_000  # Orchest warned above 50 MB
+#: Errors of the writing side of a copy into the store (the reading side is the project).
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 
@@ -108,12 +111,21 @@ class SnapshotStore:
 
     # -- locking ----------------------------------------------------------------------
 
+    def _store_error(self, exc: OSError) -> OrchestError:
+        """A failure to write the store itself (full, read-only), not the project's fault."""
+        return OrchestError.single(
+            self.root, "", f"cannot write to the snapshot store ({exc.strerror}); free space "
+            "or fix its permissions, or point [orchest_jobs] store_dir elsewhere")
+
     @contextlib.contextmanager
     def _locked(self, exclusive: bool) -> Iterator[None]:
-        for folder in (self.objects.dir, self.objects.packs, self.manifests, self.cache_dir,
-                       self.tmp):
-            folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / "lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            for folder in (self.objects.dir, self.objects.packs, self.manifests,
+                           self.cache_dir, self.tmp):
+                folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / "lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise self._store_error(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
@@ -128,6 +140,12 @@ class SnapshotStore:
         if not project.is_dir():
             raise OrchestError.single(project, "", "is not a folder; give a project folder")
         started = time.time_ns()
+        try:
+            return self._create(project, started)
+        except OSError as exc:  # reading the project raises OrchestError: this is the store
+            raise self._store_error(exc) from None
+
+    def _create(self, project: Path, started: int) -> Snapshot:
         with self._locked(exclusive=False):
             cache = StatCache(self.cache_dir, project, started)
             selection = select(project, cache)
@@ -180,6 +198,8 @@ class SnapshotStore:
                         path, "", "changed while being snapshotted; try again")
                 digest, size = self.objects.ingest(fd, info.st_size, pack)
             except OSError as exc:
+                if exc.errno in _STORE_ERRNOS:
+                    raise self._store_error(exc) from None
                 raise unreadable(path, exc) from None
             finally:
                 os.close(fd)
