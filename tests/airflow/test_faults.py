@@ -51,6 +51,16 @@ def _project(settings: Settings, grid: dict | None = None, job: dict | None = No
     return root
 
 
+def _run_while(dag, watcher):
+    """Run ``dag`` while ``watcher`` (the fault) acts from another thread."""
+    thread = threading.Thread(target=watcher, daemon=True)
+    thread.start()
+    try:
+        return run_dag(dag)
+    finally:
+        thread.join(5)
+
+
 def _containers(client, pipeline_uuid="fault-pipeline", running_only=False):
     return client.containers.list(all=not running_only, filters={
         "label": f"orchest-jobs.pipeline-uuid={pipeline_uuid}"})
@@ -75,10 +85,7 @@ def test_a_container_killed_from_outside_fails_only_its_run(settings, docker_cli
                     continue
             time.sleep(0.2)
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
-    dag_run = run_dag(dag)
-    thread.join(5)
+    dag_run = _run_while(dag, killer)
     states = task_states(dag_run)
     assert killed, "the slow step never started"
     assert str(dag_run.state) == "failed"
@@ -163,10 +170,7 @@ def test_engine_gone_then_back_between_retries(settings, tmp_path, monkeypatch):
                     return
             time.sleep(0.3)
 
-    thread = threading.Thread(target=restart_after_first_failure, daemon=True)
-    thread.start()
-    second = run_dag(dag)
-    thread.join(5)
+    second = _run_while(dag, restart_after_first_failure)
     proxy.stop()
     assert restarted, "the step never failed while the engine was away"
     assert str(second.state) == "success", task_states(second)

@@ -58,41 +58,48 @@ def _describe(value: Any) -> str:
     return f"{kind} {text}" if len(text) <= 40 and kind not in ("null",) else kind
 
 
+_TYPE_NAMES = {"array": "a list", "object": "an object", "string": "a string",
+               "integer": "a whole number", "boolean": "true or false", "null": "null",
+               "number": "a number"}
+
+
+def _type_message(error) -> str:
+    wanted = error.validator_value
+    wanted = wanted if isinstance(wanted, list) else [wanted]
+    names = " or ".join(_TYPE_NAMES.get(w, w) for w in wanted)
+    return f"must be {names}, not {_describe(error.instance)}"
+
+
+def _required_message(error) -> str:
+    missing = [k for k in error.validator_value if k not in error.instance]
+    return f"missing required field {missing[0]!r}" if missing else error.message
+
+
+def _extra_fields_message(error) -> str:
+    known = set(error.schema.get("properties", {}))
+    extra = sorted(k for k in error.instance if k not in known)
+    return f"unknown field {', '.join(map(repr, extra))}"
+
+
+#: One phrasing per JSON Schema keyword, for people rather than schema authors.
+_MESSAGES = {
+    "type": _type_message,
+    "required": _required_message,
+    "additionalProperties": _extra_fields_message,
+    "enum": lambda e: f"{json.dumps(e.instance)} is not one of "
+                      + ", ".join(json.dumps(o) for o in e.validator_value),
+    "minItems": lambda e: "must not be an empty list",
+    "minimum": lambda e: f"must be at least {e.validator_value}, not {e.instance}",
+    "maxLength": lambda e: f"is longer than {e.validator_value} characters",
+    "minLength": lambda e: "must not be empty",
+    "pattern": lambda e: f"{json.dumps(e.instance)} is not well-formed",
+    "oneOf": lambda e: f"{_describe(e.instance)} is not an accepted form",
+}
+
+
 def _message(error) -> str:
-    v, value = error.validator, error.instance
-    if v == "type":
-        wanted = error.validator_value
-        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        names = {"array": "a list", "object": "an object", "string": "a string",
-                 "integer": "a whole number", "boolean": "true or false", "null": "null",
-                 "number": "a number"}
-        wanted = " or ".join(names.get(w, w) for w in wanted.split(" or "))
-        return f"must be {wanted}, not {_describe(value)}"
-    if v == "required":
-        missing = [k for k in error.validator_value if k not in value]
-        return f"missing required field {missing[0]!r}" if missing else error.message
-    if v == "additionalProperties":
-        known = set(error.schema.get("properties", {}))
-        extra = sorted(k for k in value if k not in known)
-        return f"unknown field {', '.join(map(repr, extra))}"
-    if v == "enum":
-        options = ", ".join(json.dumps(o) for o in error.validator_value)
-        return f"{json.dumps(value)} is not one of {options}"
-    if v == "minItems":
-        return "must not be an empty list"
-    if v == "minimum":
-        return f"must be at least {error.validator_value}, not {value}"
-    if v == "maxLength":
-        return f"is longer than {error.validator_value} characters"
-    if v == "minLength":
-        return "must not be empty"
-    if v == "pattern":
-        return f"{json.dumps(value)} is not well-formed"
-    if v == "propertyNames":
-        return f"name {json.dumps(value)} is not allowed"
-    if v == "oneOf":
-        return f"{_describe(value)} is not an accepted form"
-    return error.message
+    phrase = _MESSAGES.get(error.validator)
+    return phrase(error) if phrase else error.message
 
 
 def _resolve(ref: str) -> Any:
