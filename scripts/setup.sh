@@ -27,7 +27,7 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q -e '.[test]'
+.venv/bin/pip install -q -c constraints.txt -e '.[test]'
 
 echo "setup: images"
 .venv/bin/python scripts/images.py

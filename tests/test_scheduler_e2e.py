@@ -119,6 +119,28 @@ def _copy_example(projects_dir: Path, name: str) -> None:
     job_file.write_text(json.dumps(job, indent=4))
 
 
+FLAKY_DAG = "orchest__flaky__main"
+FLAKY_STEP = """\
+import os, time, orchest
+if orchest.get_pipeline_param("n") == 2:
+    print("sleeping", flush=True)
+    time.sleep(600)
+if orchest.get_pipeline_param("n") == 1 and not os.path.exists("/data/allow"):
+    raise SystemExit("run 1 waits for /data/allow")
+print("run", orchest.get_pipeline_param("n"), "done")
+"""
+
+
+def _write_flaky(projects_dir: Path) -> None:
+    """A one-step pipeline whose run 1 fails until /data/allow exists."""
+    from tests.orchest_factory import pipeline_doc, step, write_project
+
+    doc = pipeline_doc([step("work", "work.py", title="work")], parameters={"n": 0},
+                       uuid="flaky-pipeline")
+    write_project(projects_dir / "flaky", doc, files={"work.py": FLAKY_STEP},
+                  parameters={"pipeline_parameters": {"n": [0, 1]}})
+
+
 def _environment(home: Path, port: int, projects: Path, store: Path, data: Path,
                  image: str) -> dict[str, str]:
     """The subprocesses' environment: no AIRFLOW__* from outside, only ours."""
@@ -214,6 +236,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory,
     projects, store, data = home / "projects", home / "store", home / "data"
     project = f"weather-{uuid.uuid4().hex[:6]}"  # unique: frozen image tags are per job id
     _copy_example(projects, project)
+    _write_flaky(projects)
     port = _free_port()
     deployment = Deployment(home=home, env=_environment(home, port, projects, store, data,
                                                         images["python"]),
@@ -336,3 +359,81 @@ def test_scheduler_runs_the_job_triggered_from_cli_and_rest_api(deployment: Depl
     assert set(by_title) == {"# Triggered from the CLI", "# Triggered through the REST API"}
     assert "## Oslo: 3 day(s), seed 5" in by_title["# Triggered from the CLI"]
     assert "## Reykjavik: 3 day(s), seed 7" in by_title["# Triggered through the REST API"]
+
+
+def test_clearing_one_failed_pipeline_run_reruns_it_alone(deployment: Deployment) -> None:
+    """Clear the failed map index: that run re-runs in the same snapshot; the other not."""
+    deployment.token = _token(deployment)
+    base = f"/dags/{FLAKY_DAG}"
+    _wait(f"the DAG processor to parse {FLAKY_DAG}", deployment, PARSE_TIMEOUT,
+          lambda: deployment.api("GET", base).status_code == 200, 2)
+    deployment.api("PATCH", base, json={"is_paused": False}).raise_for_status()
+    run_id = f"flaky__{uuid.uuid4().hex[:8]}"
+    deployment.api("POST", f"{base}/dagRuns", json={"dag_run_id": run_id,
+                                                    "logical_date": None}).raise_for_status()
+
+    def finished() -> dict[str, Any] | None:
+        run = deployment.api("GET", f"{base}/dagRuns/{run_id}").json()
+        return run if run["state"] in ("success", "failed") else None
+
+    def tries() -> dict[str, tuple[str, int]]:
+        response = deployment.api("GET", f"{base}/dagRuns/{run_id}/taskInstances",
+                                  params={"limit": 100})
+        return {f"{ti['task_id']}[{ti['map_index']}]": (ti["state"], ti["try_number"])
+                for ti in response.json()["task_instances"]}
+
+    assert _wait(f"DAG run {run_id}", deployment, RUN_TIMEOUT, finished, 3)["state"] == \
+        "failed", deployment.diagnostics()
+    before = tries()
+    assert before["pipeline_run.work[0]"] == ("success", 1), before
+    assert before["pipeline_run.work[1]"][0] == "failed", before
+    snapshots = sorted((deployment.home / "store" / "snapshots" / "manifests").glob("*"))
+
+    (deployment.data_dir / "allow").write_text("yes")
+    response = deployment.api("POST", f"/dags/{FLAKY_DAG}/clearTaskInstances", json={
+        "dry_run": False, "dag_run_id": run_id, "only_failed": True,
+        "task_ids": [["pipeline_run.work", 1]], "include_downstream": True})
+    assert response.status_code == 200, response.text
+
+    def succeeded() -> dict[str, Any] | None:
+        run = finished()
+        return run if run and tries()["pipeline_run.work[1]"][1] > 1 else None
+
+    assert _wait("the cleared run", deployment, RUN_TIMEOUT, succeeded, 3)["state"] == \
+        "success", f"{tries()}\n{deployment.diagnostics()}"
+    after = tries()
+    assert after["pipeline_run.work[0]"] == ("success", 1), after  # not run again
+    assert after["pipeline_run.work[1]"][0] == "success", after
+    # the same snapshot: clearing made no new one
+    assert sorted((deployment.home / "store" / "snapshots" / "manifests").glob("*")) == \
+        snapshots
+
+
+def test_marking_a_running_dag_run_failed_removes_its_containers(
+        deployment: Deployment, docker_client) -> None:
+    """Orchest's cancel: nothing keeps running once the user marks the run failed."""
+    deployment.token = _token(deployment)
+    base = f"/dags/{FLAKY_DAG}"
+    _wait(f"the DAG processor to parse {FLAKY_DAG}", deployment, PARSE_TIMEOUT,
+          lambda: deployment.api("GET", base).status_code == 200, 2)
+    deployment.api("PATCH", base, json={"is_paused": False}).raise_for_status()
+    run_id = f"cancel__{uuid.uuid4().hex[:8]}"
+    conf = {"parameters": {"pipeline_parameters": {"n": [2]}}}
+    deployment.api("POST", f"{base}/dagRuns", json={"dag_run_id": run_id, "conf": conf,
+                                                    "logical_date": None}).raise_for_status()
+
+    def step_containers():
+        return docker_client.containers.list(
+            filters={"label": "orchest-jobs.pipeline-uuid=flaky-pipeline"})
+
+    def sleeping() -> bool:
+        return any("sleeping" in c.logs().decode() for c in step_containers())
+
+    _wait("the slow step to start", deployment, RUN_TIMEOUT, sleeping, 1)
+    response = deployment.api("PATCH", f"{base}/dagRuns/{run_id}", json={"state": "failed"})
+    assert response.status_code == 200, response.text
+    _wait("the step container to be stopped and removed", deployment, 90,
+          lambda: not docker_client.containers.list(
+              all=True, filters={"label": "orchest-jobs.pipeline-uuid=flaky-pipeline"})
+          or None, 1)
+    assert deployment.api("GET", f"{base}/dagRuns/{run_id}").json()["state"] == "failed"
