@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .core import schema
 from .core.errors import OrchestError, Problem
 from .core.grid import Grid
 from .core.jobstate import JobStates
@@ -41,6 +42,7 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
         from .config import load_settings
 
         settings = load_settings()
+    schema.remember_valid_documents(settings.store_dir / "cache" / "valid-documents")
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
                              settings.data_dir if settings.data_dir.is_dir() else None)

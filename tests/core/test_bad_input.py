@@ -202,3 +202,33 @@ def test_usage_errors_exit_2(tmp_path):
 def test_missing_path(tmp_path, capsys):
     assert main(["validate", os.fspath(tmp_path / "nope")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_remembered_valid_documents_skip_validation_but_never_hide_problems(tmp_path,
+                                                                          monkeypatch):
+    from airflow_orchest_jobs.core import schema
+
+    doc = _pipe()
+    calls = []
+    real = schema.validator
+
+    class Counting:
+        def __init__(self, name):
+            self.inner = real(name)
+
+        def iter_errors(self, document):
+            calls.append(document)
+            return self.inner.iter_errors(document)
+
+    monkeypatch.setattr(schema, "validator", Counting)
+    schema.remember_valid_documents(tmp_path / "memo")
+    try:
+        assert schema.check("pipeline", doc, "f") == [] and len(calls) == 1
+        assert len(list((tmp_path / "memo").iterdir())) == 1
+        assert schema.check("pipeline", doc, "f") == [] and len(calls) == 1  # remembered
+        doc["steps"]["s1"]["incoming_connections"] = "nope"  # changed content: checked
+        assert schema.check("pipeline", doc, "f")[0].where.endswith("incoming_connections")
+        assert schema.check("pipeline", doc, "f") != []  # invalid ones are never remembered
+        assert len(calls) == 3
+    finally:
+        schema.remember_valid_documents(None)

@@ -5,9 +5,12 @@ Schema nodes may carry an ``x-hint`` (how to fix it) that is appended to the mes
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from .errors import Problem
@@ -140,8 +143,45 @@ def _leaves(error) -> list:
     return [leaf for e in relevant if len(e.relative_path) == depth for leaf in _leaves(e)]
 
 
+class _ValidMemo:
+    """Documents that already passed their schema, remembered on disk by content hash.
+
+    Airflow's DAG processor parses in a fresh process every time, so only a file can
+    carry "this exact document was valid" from one parse to the next; validation is
+    then skipped while a file's content is unchanged. Off until a folder is given.
+    """
+
+    folder: Path | None = None
+
+    def key(self, name: str, document: Any) -> str:
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(json.dumps(_raw(name), sort_keys=True).encode())  # the schema too
+        digest.update(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
+        return f"{name}-{digest.hexdigest()}"
+
+    def seen(self, key: str) -> bool:
+        return self.folder is not None and (self.folder / key).exists()
+
+    def add(self, key: str) -> None:
+        if self.folder is not None:
+            with contextlib.suppress(OSError):  # a read-only store only costs speed
+                self.folder.mkdir(parents=True, exist_ok=True)
+                (self.folder / key).touch()
+
+
+_MEMO = _ValidMemo()
+
+
+def remember_valid_documents(folder: Path | None) -> None:
+    """Skip re-validating documents found valid before (see :class:`_ValidMemo`)."""
+    _MEMO.folder = folder
+
+
 def check(name: str, document: Any, file: str, prefix: tuple = ()) -> list[Problem]:
     """Validate ``document`` against schema ``name``; one problem per failing place."""
+    key = _MEMO.key(name, document) if _MEMO.folder is not None else ""
+    if key and _MEMO.seen(key):
+        return []
     problems = []
     seen: set[str] = set()
     errors = [leaf for e in validator(name).iter_errors(document) for leaf in _leaves(e)]
@@ -157,4 +197,6 @@ def check(name: str, document: Any, file: str, prefix: tuple = ()) -> list[Probl
         hint = _hint(name, error)
         problems.append(Problem(file, where or "(top level)",
                                 f"{message}; {hint}" if hint else message))
+    if key and not problems:
+        _MEMO.add(key)
     return problems
