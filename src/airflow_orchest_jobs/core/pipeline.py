@@ -90,6 +90,7 @@ def check_pipeline(
     file = str(pipeline.path)
     problems: list[Problem] = []
     notebooks: dict[str, str] = {}
+    resolve = _FolderResolver()
     for key, step in pipeline.steps.items():
         where = f"steps.{key}"
         if step.uuid != key:
@@ -109,7 +110,7 @@ def check_pipeline(
                                     f"unknown environment {step.environment!r}; define it in "
                                     ".orchest/environments/ or map it in [orchest_jobs] "
                                     "environment_images"))
-        problem = _check_file_path(pipeline, step, data_dir, check_files)
+        problem = _check_file_path(pipeline, step, data_dir, check_files, resolve)
         if problem:
             problems.append(problem)
         elif step.is_notebook:
@@ -129,8 +130,25 @@ def check_pipeline(
     return problems
 
 
+class _FolderResolver:
+    """``realpath`` with the folders remembered: steps share folders, parsing is hot."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, Path] = {}
+
+    def folder(self, path: Path) -> Path:
+        if path not in self._folders:
+            self._folders[path] = Path(os.path.realpath(path))
+        return self._folders[path]
+
+    def file(self, path: Path) -> Path:
+        if os.path.islink(path):
+            return Path(os.path.realpath(path))
+        return self.folder(path.parent) / path.name
+
+
 def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
-                     check_files: bool) -> Problem | None:
+                     check_files: bool, resolve: _FolderResolver) -> Problem | None:
     file, where = str(pipeline.path), f"steps.{step.uuid}.file_path"
     raw = step.file_path
     if raw.startswith("/"):
@@ -152,9 +170,10 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
         if not host.is_file():
             return Problem(file, where, f"{raw!r} does not exist (looked for {host}); create "
                            "the file or fix the path")
-        if not _inside(Path(os.path.realpath(host)), Path(os.path.realpath(project))):
-            return Problem(file, where, f"{raw!r} is a link to {os.path.realpath(host)}, "
-                           "outside the project; copy the file into the project")
+        real = resolve.file(host)
+        if not _inside(real, resolve.folder(project)):
+            return Problem(file, where, f"{raw!r} is a link to {real}, outside the project; "
+                           "copy the file into the project")
     return None
 
 
