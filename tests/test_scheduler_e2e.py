@@ -361,16 +361,23 @@ def test_scheduler_runs_the_job_triggered_from_cli_and_rest_api(deployment: Depl
     assert "## Reykjavik: 3 day(s), seed 7" in by_title["# Triggered through the REST API"]
 
 
-def test_clearing_one_failed_pipeline_run_reruns_it_alone(deployment: Deployment) -> None:
-    """Clear the failed map index: that run re-runs in the same snapshot; the other not."""
+def _trigger_flaky(deployment: Deployment, prefix: str,
+                   conf: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Trigger the flaky pipeline's DAG through the API; returns (its API path, run id)."""
     deployment.token = _token(deployment)
     base = f"/dags/{FLAKY_DAG}"
     _wait(f"the DAG processor to parse {FLAKY_DAG}", deployment, PARSE_TIMEOUT,
           lambda: deployment.api("GET", base).status_code == 200, 2)
     deployment.api("PATCH", base, json={"is_paused": False}).raise_for_status()
-    run_id = f"flaky__{uuid.uuid4().hex[:8]}"
-    deployment.api("POST", f"{base}/dagRuns", json={"dag_run_id": run_id,
-                                                    "logical_date": None}).raise_for_status()
+    run_id = f"{prefix}__{uuid.uuid4().hex[:8]}"
+    deployment.api("POST", f"{base}/dagRuns", json={
+        "dag_run_id": run_id, "conf": conf or {}, "logical_date": None}).raise_for_status()
+    return base, run_id
+
+
+def test_clearing_one_failed_pipeline_run_reruns_it_alone(deployment: Deployment) -> None:
+    """Clear the failed map index: that run re-runs in the same snapshot; the other not."""
+    base, run_id = _trigger_flaky(deployment, "flaky")
 
     def finished() -> dict[str, Any] | None:
         run = deployment.api("GET", f"{base}/dagRuns/{run_id}").json()
@@ -412,15 +419,8 @@ def test_clearing_one_failed_pipeline_run_reruns_it_alone(deployment: Deployment
 def test_marking_a_running_dag_run_failed_removes_its_containers(
         deployment: Deployment, docker_client) -> None:
     """Orchest's cancel: nothing keeps running once the user marks the run failed."""
-    deployment.token = _token(deployment)
-    base = f"/dags/{FLAKY_DAG}"
-    _wait(f"the DAG processor to parse {FLAKY_DAG}", deployment, PARSE_TIMEOUT,
-          lambda: deployment.api("GET", base).status_code == 200, 2)
-    deployment.api("PATCH", base, json={"is_paused": False}).raise_for_status()
-    run_id = f"cancel__{uuid.uuid4().hex[:8]}"
-    conf = {"parameters": {"pipeline_parameters": {"n": [2]}}}
-    deployment.api("POST", f"{base}/dagRuns", json={"dag_run_id": run_id, "conf": conf,
-                                                    "logical_date": None}).raise_for_status()
+    base, run_id = _trigger_flaky(deployment, "cancel",
+                                  {"parameters": {"pipeline_parameters": {"n": [2]}}})
 
     def step_containers():
         return docker_client.containers.list(
