@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,10 +46,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ENV_UUID, airflow_env, dump, images, machine, migrate_db, table, write_section
+from _common import (
+    ENV_UUID,
+    REPO,
+    airflow_env,
+    dump,
+    images,
+    machine,
+    migrate_db,
+    table,
+    write_section,
+)
 
 COMMAND = ".venv/bin/python bench/scale.py"
 SECTION = "Big grids (scale)"
+HISTORY = ("An earlier full run (2026-11-29 02:27 UTC, the machine busier: plain containers "
+           "0.740 s each) measured 1.290 s vs 0.812 s per pipeline run, 1.59x: the overhead "
+           "per run is roughly constant, so its share grows when containers start fast.")
 DAG_ID = "orchest__scale__echo"
 REFERENCE_ID = "reference_docker_echo"
 ECHO = 'echo "run $ORCHEST_SESSION_UUID"'
@@ -402,8 +416,11 @@ def main() -> int:
                    if args.max_map_length else
                    f"Airflow's default max_map_length {max_map_length} for both DAGs")
             extra = f" --max-map-length {args.max_map_length}" if args.max_map_length else ""
+            head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                  capture_output=True, text=True).stdout.strip()
             write_section(SECTION, (
-                f"`{COMMAND} --runs {args.runs}{extra}` ({when}; {machine()}; one "
+                f"`{COMMAND} --runs {args.runs}{extra}` ({when}; plugin working tree at "
+                f"commit {head}; {machine()}; one "
                 f"`dag.test()` run per DAG, {args.first} first; {mml}).\n\n"
                 f"A one-step `.sh` pipeline (`{ECHO}`) over a {args.runs}-run grid from its "
                 "parameters file, environment mapped to the local busybox image, network "
@@ -413,7 +430,7 @@ def main() -> int:
                 f"{lanes} mapped task(s) like ours) running the same image and shell "
                 "command. `dag.test()` runs task instances one after another, so the "
                 "figures are per-run costs, not throughput of a real deployment.\n\n"
-                f"{text}\n\n{verified}\n"
+                f"{text}\n\n{verified}\n\n{HISTORY}\n"
             ))
         return 1 if problems else 0
     finally:
