@@ -175,11 +175,10 @@ def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
     return dag
 
 
-def _params(job: JobDefinition) -> dict[str, Any]:
+def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
     """The trigger form: the grid pre-filled, the run selection, the variables."""
     from airflow.sdk import Param
 
-    grid_size = len(Grid(job.pipeline, job.parameters))
     steps = ", ".join(f"{s.title} = {k}" for k, s in list(job.pipeline.steps.items())[:20])
     return {
         "parameters": Param(
@@ -209,7 +208,7 @@ def _schedule_args(job: JobDefinition) -> dict[str, Any]:
     return {"schedule": job.schedule.cron, "start_date": EPOCH}
 
 
-def _doc(job: JobDefinition, fingerprint: str, lanes: int) -> str:
+def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int) -> str:
     pipeline = job.pipeline
     rows = "\n".join(f"| {s.title} | `{s.file_path}` | `{s.uuid}` |"
                      for s in pipeline.steps.values())
@@ -220,7 +219,7 @@ def _doc(job: JobDefinition, fingerprint: str, lanes: int) -> str:
     return (
         f"### {pipeline.name or pipeline.rel_path}\n\n"
         f"Project `{job.project.name}`, pipeline `{pipeline.rel_path}`, "
-        f"{len(Grid(pipeline, job.parameters))} run(s) in the default grid, snapshot "
+        f"{grid_size} run(s) in the default grid, snapshot "
         f"`{job.snapshot}`.{frozen}\n\n"
         f"| step | file | uuid |\n|---|---|---|\n{rows}\n\n"
         f"Trigger with conf, e.g. `airflow dags trigger {job.dag_id} -c '{example}'`.\n\n"
@@ -236,14 +235,15 @@ def orchest_dag(job: JobDefinition, settings: Settings):
 
     pipeline = job.pipeline
     max_map_length = _max_map_length()
-    default_count = len(Grid(pipeline, job.parameters).select(job.runs))
+    grid = Grid(pipeline, job.parameters)  # built once: parsing is the hot path
+    default_count = len(grid.select(job.runs))
     lanes = lanes_needed(default_count, max_map_length)
     fingerprint = job.fingerprint()
     parallelism = pipeline.settings.max_steps_parallelism or None
     with DAG(
         job.dag_id,
         description=job.description[:1000],
-        doc_md=_doc(job, fingerprint, lanes),
+        doc_md=_doc(job, fingerprint, lanes, len(grid)),
         catchup=job.catchup,
         tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.is_job
               else "orchest:pipeline"],
@@ -306,7 +306,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     # The trigger form, attached once the tasks exist: every operator created inside a
     # DAG with params deep-copies and serializes them (4x the parse time for 200 DAGs).
     # The tasks read the trigger conf itself (request_for), never context["params"].
-    dag.params.update(_params(job))
+    dag.params.update(_params(job, len(grid)))
     return dag
 
 

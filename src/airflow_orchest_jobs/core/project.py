@@ -51,7 +51,7 @@ class Project:
     def name(self) -> str:
         return self.path.name
 
-    @property
+    @cached_property
     def uuid(self) -> str:
         return project_uuid(self.name)
 

@@ -91,13 +91,14 @@ def apply_retention(store_dir: Path, dag_id: str, keep: int | None) -> CleanRepo
     root = dag_runs_root(store_dir, dag_id)
     states = JobStates(store_dir)
     prefix = f"{dag_id}/"  # one-off (per-run) job keys are "<dag_id>/<run_id>"
+    one_off = [state for state in states.all() if state.job_key.startswith(prefix)]
     for dag_run in [p for p in root.glob("*") if p.is_dir()]:
         if _finished_at(dag_run) is None or any(dag_run.glob("run-*")):
             continue
         remove_tree(dag_run)
-        for state in states.all():
+        for state in one_off:
             key = state.job_key
-            if key.startswith(prefix) and safe_name(key[len(prefix):]) == dag_run.name:
+            if safe_name(key[len(prefix):]) == dag_run.name:
                 states.delete(key)
                 report.released_jobs[key] = state.snapshot_id
     return report
