@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "orchest-corpus"
+#: The optional external Orchest corpus (test_corpus.py): $ORCHEST_CORPUS, else
+#: ../shared/orchest-corpus beside the repository. tests/fixtures/orchest covers its shapes.
+CORPUS_ENV = "ORCHEST_CORPUS"
+CORPUS = Path(os.environ.get(CORPUS_ENV) or REPO.parent / "shared" / "orchest-corpus")
+CORPUS = CORPUS.expanduser().absolute()
 
 _HOME = Path(tempfile.mkdtemp(prefix="aoj-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
@@ -69,3 +73,16 @@ def docker_client():
 def images(docker_client) -> dict[str, str]:
     """Locally built test images, cached by content: {"python": tag, "busybox": tag}."""
     return _load_images_module().ensure_all(docker_client)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One plain line when the external corpus was absent and its tests were skipped."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if r.nodeid.split("::")[0].endswith("test_corpus.py")]
+    if skipped and not CORPUS.is_dir():
+        where = (f"from ${CORPUS_ENV}" if os.environ.get(CORPUS_ENV) else "the default, "
+                 f"../shared/orchest-corpus beside the repository; set ${CORPUS_ENV} to look "
+                 "elsewhere")
+        terminalreporter.write_line(
+            f"external Orchest corpus not found at {CORPUS} ({where}): {len(skipped)} corpus "
+            "test(s) skipped; tests/fixtures/orchest covers every shape", yellow=True)

@@ -1,4 +1,10 @@
-"""Every real .orchest file from public projects loads and validates."""
+"""Every real .orchest file from public projects loads and validates.
+
+The corpus is an optional external input (``$ORCHEST_CORPUS``, else
+``../shared/orchest-corpus`` beside the repository, see tests/conftest.py): when it is
+absent these tests are skipped, and tests/core/test_fixtures_orchest.py covers every shape
+it holds with fixtures of our own.
+"""
 
 from __future__ import annotations
 
@@ -15,11 +21,15 @@ from airflow_orchest_jobs.core.scan import scan_project
 from tests.conftest import CORPUS
 from tests.orchest_factory import write_environment
 
-PIPELINES = sorted(p for p in CORPUS.rglob("*.orchest") if p.is_file())
+PRESENT = CORPUS.is_dir()
+pytestmark = pytest.mark.skipif(
+    not PRESENT, reason=f"external Orchest corpus not found at {CORPUS} (set ORCHEST_CORPUS)")
+PIPELINES = sorted(p for p in CORPUS.rglob("*.orchest") if p.is_file()) if PRESENT else []
 
 
 def test_corpus_is_present():
-    assert len(PIPELINES) >= 20, f"corpus missing at {CORPUS}"
+    """A folder that is there but holds few pipelines is the wrong folder: fail."""
+    assert len(PIPELINES) >= 20, f"{CORPUS} holds {len(PIPELINES)} .orchest files, not a corpus"
 
 
 def _project_root(path: Path) -> Path:
