@@ -203,9 +203,15 @@ def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
 
 
 def _schedule_args(job: JobDefinition) -> dict[str, Any]:
+    """Cron text and presets get Orchest's rule: the first run (and after resume) is the next
+    tick, never one in the past (``timetable.OrchestCronTimetable``)."""
     if job.schedule.at is not None:
         return {"schedule": "@once", "start_date": job.schedule.at}
-    return {"schedule": job.schedule.cron, "start_date": EPOCH}
+    if job.schedule.cron in (None, "@once"):
+        return {"schedule": job.schedule.cron, "start_date": EPOCH}
+    from .timetable import OrchestCronTimetable  # imports Airflow: only when building DAGs
+
+    return {"schedule": OrchestCronTimetable(job.schedule.cron), "start_date": EPOCH}
 
 
 def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int) -> str:

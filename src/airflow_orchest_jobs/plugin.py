@@ -1,4 +1,4 @@
-"""The Airflow plugin: the run-files app on the api-server and the notebook link."""
+"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from airflow.plugins_manager import AirflowPlugin
 
 from .links import NotebookHtmlLink
 from .runfiles import URL_PREFIX
+from .timetable import OrchestCronTimetable
 
 
 class _LazyApp:
@@ -32,3 +33,5 @@ class OrchestJobsPlugin(AirflowPlugin):
     name = "orchest_jobs"
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "Orchest jobs"}]
     operator_extra_links = [NotebookHtmlLink()]
+    # The scheduler deserializes a custom timetable only when a plugin registers it.
+    timetables = [OrchestCronTimetable]

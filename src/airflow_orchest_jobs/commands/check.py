@@ -13,13 +13,15 @@ from ..core.pipeline import load_pipeline
 from ..core.project import JOB_SUFFIX, PIPELINE_SUFFIX, Project, parameters_file_for
 from ..core.scan import Scan, scan_project, scan_projects
 from ..core.settings import Settings
+from ..core.warnings import unhonoured
 
 
 def register(subparsers) -> None:
     validate = subparsers.add_parser(
         "validate", help="check pipelines, parameters, environments and job files",
         description="Check PATH (a pipeline or job file, a project folder or a projects "
-        "folder). Exit 0 when valid, 1 with one line per problem on stderr.")
+        "folder). Exit 0 when valid, 1 with one line per problem on stderr; fields the "
+        "plugin ignores print as 'FILE: warning: FIELD: ...' lines and keep exit 0.")
     validate.add_argument("paths", nargs="+", metavar="PATH", type=Path)
     validate.set_defaults(func=run_validate)
 
@@ -86,10 +88,21 @@ def run_validate(args: argparse.Namespace) -> int:
             scan.jobs += [j for j in single.jobs if str(j.spec.path) == target]
     for problem in scan.all_problems:
         print(problem, file=sys.stderr)
+    for warning in unhonoured_fields(scan):
+        print(warning, file=sys.stderr)
     if scan.problems:
         return 1
     print(f"valid: {len(scan.pipelines)} pipeline(s), {len(scan.jobs)} job(s)")
     return 0
+
+
+def unhonoured_fields(scan: Scan) -> list[str]:
+    """Warning lines for the loaded pipelines (a job's too), each line once: they never
+    fail validation, they say what will not happen as in Orchest."""
+    loaded = [(p.pipeline, p.project) for p in scan.pipelines]
+    loaded += [(j.pipeline, j.project) for j in scan.jobs]
+    lines = (str(w) for pipeline, project in loaded for w in unhonoured(pipeline, project))
+    return list(dict.fromkeys(lines))
 
 
 def run_grid(args: argparse.Namespace) -> int:
