@@ -11,6 +11,8 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v rsync >/dev/null || need_apt+=(rsync)
 command -v git >/dev/null || need_apt+=(git)
 command -v file >/dev/null || need_apt+=(file)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt-get update -qq
