@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+#: The session's real Airflow deployment (fixture ``deployment``), started on first use.
+pytest_plugins = ["tests.deployment"]
+
 REPO = Path(__file__).resolve().parent.parent
 #: The optional external Orchest corpus (test_corpus.py): $ORCHEST_CORPUS, else
 #: ../shared/orchest-corpus beside the repository. tests/fixtures/orchest covers its shapes.

@@ -127,10 +127,10 @@ def test_hostnames_images_and_refs(tmp_path):
 
 
 def test_broken_service_definitions_are_reported_together(tmp_path):
-    pipeline = load(tmp_path, {"x": service("x", args="-c 'unclosed", binds={"/etc": "/e"},
-                                            ports=["80"])})
+    """Loading the pipeline (validate, the DAG processor) reports them all at once."""
     with pytest.raises(OrchestError) as exc:
-        service_specs(pipeline, RUN, PROJECT)
+        load(tmp_path, {"x": service("x", args="-c 'unclosed", binds={"/etc": "/e"},
+                                     ports=["80"])})
     wheres = [p.where for p in exc.value.problems]
     assert wheres == ["services.x.args", "services.x.binds", "services.x.ports"]
 

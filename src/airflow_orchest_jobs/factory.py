@@ -25,6 +25,7 @@ from .core.pipeline import load_pipeline, topological_order
 from .core.plan import lanes_needed
 from .core.project import Project
 from .core.scan import LoadedJob, LoadedPipeline, Scan, known_environments, scan_projects
+from .core.services import job_services
 from .core.settings import Settings
 from .jobdef import JobDefinition
 from .naming import error_dag_id, job_dag_id, pipeline_dag_id, step_task_ids
@@ -114,6 +115,7 @@ def job_definition(loaded: LoadedJob, states: JobStates, settings: Settings) -> 
         max_parallel_runs=spec.max_parallel_runs,
         max_retained_pipeline_runs=spec.max_retained_pipeline_runs,
         catchup=spec.catchup,
+        fail_fast=spec.fail_fast,
         description=spec.description or f"Orchest job {spec.name} of {project.name}: "
                                         f"pipeline {spec.pipeline_path.name}",
         source_files=(spec.path, *_source_files(pipeline, None)),
@@ -176,30 +178,59 @@ def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
 
 
 def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
-    """The trigger form: the grid pre-filled, the run selection, the variables."""
+    """The trigger form: a field per parameter (its value list), the runs as a multi-select
+    of labelled runs, the rest of the grid as JSON, the variables.
+
+    What the form submits is folded back into the conf format by
+    ``views.triggerform.fold_form_conf``; a conf from the CLI is unchanged by it.
+    """
     from airflow.sdk import Param
 
+    from .views.triggerform import field_schema, parameter_fields, runs_schema
+
+    grid = Grid(job.pipeline, job.parameters)  # axes only: nothing is expanded
+    titles = {k: s.title for k, s in job.pipeline.steps.items()}
+    fields = parameter_fields(grid, titles)
     steps = ", ".join(f"{s.title} = {k}" for k, s in list(job.pipeline.steps.items())[:20])
-    return {
-        "parameters": Param(
-            default=job.parameters, type="object", title="Parameter grid",
-            description=(
-                "Orchest's job parameters format: {\"pipeline_parameters\": {name: [values]}, "
-                "\"<step uuid>\": {name: [values]}}. Every value is a LIST; the grid runs "
-                "every combination. Parameters you leave out keep their default "
-                f"({grid_size} run(s) as filled in). Step uuids: {steps}.")),
-        "runs": Param(
-            default=list(job.runs) if job.runs is not None else None,
-            type=["null", "array"], title="Runs to run",
-            description="0-based indices of grid runs to run, e.g. [0, 3]; empty (null) "
-                        "runs them all. `airflow-orchest-jobs grid` lists them."),
-        "env_variables": Param(
-            default=dict(job.env_variables), type="object", title="Environment variables",
-            description="Variables for every step container, by name (letters, digits, - "
-                        "and _). A value may be {\"airflow_variable\": NAME} or "
-                        "{\"airflow_connection\": ID, \"field\": \"password\"} to keep a "
-                        "secret out of the project."),
-    }
+    params: dict[str, Any] = {}
+    for field in fields:
+        params[field["name"]] = Param(
+            default=field["values"], title=field["title"], section=field["section"],
+            description="The values to run, a JSON list (each one is a run of the grid).",
+            **field_schema())
+    choices = runs_schema(grid)
+    picking = "examples" in choices
+    params["runs"] = Param(
+        default=list(job.runs) if job.runs is not None else None, title="Runs to run",
+        description=(f"Pick the runs of the {grid_size}-run grid to run; none picked runs them "
+                     "all. Runs are numbered in the grid as filled in above."
+                     if picking else
+                     "0-based indices of grid runs to run, e.g. [0, 3]; empty (null) runs them "
+                     "all. `airflow-orchest-jobs grid` lists them."),
+        **choices)
+    params["parameters"] = Param(
+        default=job.parameters, type="object", title="Parameter grid",
+        description=(
+            "Orchest's job parameters format: {\"pipeline_parameters\": {name: [values]}, "
+            "\"<step uuid>\": {name: [values]}}. Every value is a LIST; the grid runs every "
+            "combination. Parameters you leave out keep their default "
+            f"({grid_size} run(s) as filled in)"
+            + ("; a parameter changed in its own field takes the field's values" if fields
+               else "") + f". Step uuids: {steps}."),
+        # What the job views show that only the definition knows (a schema annotation).
+        **{"x-orchest": {"kind": "job" if job.is_job else "pipeline",
+                         "project": job.project.name, "pipeline": str(job.pipeline.rel_path),
+                         "snapshot": job.snapshot,
+                         "max_retained_pipeline_runs": job.max_retained_pipeline_runs,
+                         "max_parallel_runs": job.max_parallel_runs,
+                         "grid_size": grid_size}})
+    params["env_variables"] = Param(
+        default=dict(job.env_variables), type="object", title="Environment variables",
+        description="Variables for every step container, by name (letters, digits, - "
+                    "and _). A value may be {\"airflow_variable\": NAME} or "
+                    "{\"airflow_connection\": ID, \"field\": \"password\"} to keep a "
+                    "secret out of the project.")
+    return params
 
 
 def _schedule_args(job: JobDefinition) -> dict[str, Any]:
@@ -270,25 +301,32 @@ def orchest_dag(job: JobDefinition, settings: Settings):
                 return plan_runs(pipeline, request, run_root=Path(info["run_root"]),
                                  job_run_key=info["job_run_key"],
                                  snapshot_id=info["snapshot_id"], images=info["images"],
-                                 lanes=lanes, max_map_length=_max_map_length())
+                                 lanes=lanes, max_map_length=_max_map_length(),
+                                 env_sources=info.get("env_sources", ()),
+                                 has_services=bool(job_services(pipeline.services)))
             except OrchestError as exc:
                 raise fail(exc) from None
 
         planned = plan(snapshot.output)
         task_ids = step_task_ids({k: s.title for k, s in pipeline.steps.items()})
-        limit = {"max_active_tis_per_dagrun": job.max_parallel_runs} \
-            if job.max_parallel_runs else {}
+        limits = run_limits(job, settings)
+        services = bool(job_services(pipeline.services))
 
         def pipeline_run(run: dict[str, Any]) -> None:
-            prepared = prepare_task(run, **limit)
+            prepared = prepare_task(job, run, limits)
             step_tasks = {key: step_task(job, key, task_ids[key], run, settings,
-                                         parallelism, **limit)
+                                         parallelism, services)
                           for key in topological_order(pipeline)}
             for key, step_op in step_tasks.items():
                 parents = [step_tasks[p] for p in pipeline.steps[key].incoming
                            if p in step_tasks]
                 for upstream in parents or [prepared]:
                     upstream >> step_op
+            if limits or services:
+                # Gives the run's slots back and stops its services, whatever happened.
+                ended = cleanup_task(run).as_teardown(setups=prepared)
+                for step_op in step_tasks.values():
+                    step_op >> ended
 
         groups = []
         if lanes == 1:
@@ -322,28 +360,62 @@ def _max_map_length() -> int:
     return conf.getint("core", "max_map_length", fallback=1024)
 
 
-def prepare_task(run, **kwargs):
-    """Check the snapshot out into the run's folder and write the run's definition."""
+def run_limits(job: JobDefinition, settings: Settings) -> list[tuple[str, int]]:
+    """The scopes that limit whole pipeline runs of ``job``: (scope, slots)."""
+    from .core.runslots import INSTALLATION, job_scope
+
+    limits = []
+    if job.max_parallel_runs:
+        limits.append((job_scope(job.dag_id), job.max_parallel_runs))
+    if settings.max_parallel_pipeline_runs:
+        limits.append((INSTALLATION, settings.max_parallel_pipeline_runs))
+    return limits
+
+
+def prepare_task(job: JobDefinition, run, limits: list[tuple[str, int]]):
+    """Wait for a run slot (if limited), check the snapshot out, start the services."""
     from airflow.sdk import task
 
-    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}", **kwargs)
-    def prepare(run: dict[str, Any]) -> None:
+    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}")
+    def prepare(run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
 
         from .config import load_settings
         from .core.plan import prepare_run_folder
         from .core.settings import step_owner
+        from .operators.run import admit_or_wait, start_services
         from .operators.snapshot import fail
 
         get_current_context()["orchest_run_label"] = run["label"]  # names the map index
         settings = load_settings()
+        if limits:
+            admit_or_wait(settings, run, limits, dag_run, ti)
         owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
         try:
             prepare_run_folder(settings.store_dir / "snapshots", run, owner)
         except OrchestError as exc:
             raise fail(exc) from None
+        if run.get("has_services"):
+            start_services(settings, job, run, owner)
 
     return prepare(run)
+
+
+def cleanup_task(run):
+    """The run's teardown: stop its services, give its run slots back."""
+    from airflow.sdk import task
+
+    @task(task_id="cleanup", map_index_template="{{ orchest_run_label }}")
+    def cleanup(run: dict[str, Any]) -> None:
+        from airflow.sdk import get_current_context
+
+        from .config import load_settings
+        from .operators.run import end_run
+
+        get_current_context()["orchest_run_label"] = run["label"]
+        end_run(load_settings(), run)
+
+    return cleanup(run)
 
 
 def finalize_task(job: JobDefinition):
@@ -357,6 +429,9 @@ def finalize_task(job: JobDefinition):
         from .operators.snapshot import run_root
 
         settings = load_settings()
+        from .operators.run import end_job_run
+
+        end_job_run(settings, job, job.dag_id, dag_run.run_id)
         mark_finished(run_root(settings, job.dag_id, dag_run.run_id))
         report = apply_retention(settings.store_dir, job.dag_id,
                                  job.max_retained_pipeline_runs)
@@ -376,7 +451,7 @@ def finalize_task(job: JobDefinition):
 
 
 def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: Settings,
-              parallelism: int | None, **kwargs):
+              parallelism: int | None, services: bool = False, **kwargs):
     from .operators.step import OrchestStepOperator
 
     step = job.pipeline.steps[step_uuid]
@@ -392,6 +467,8 @@ def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: S
         docker_url=settings.docker_url,
         max_steps_parallelism=parallelism,
         step_user=settings.step_user,
+        fail_fast=job.fail_fast,
+        joins_run_namespace=services,
         map_index_template="{{ task.run['label'] }}",
         **kwargs,
     )

@@ -105,12 +105,15 @@ def resolve_images(
         if key.startswith(LEGACY_PREFIX):
             refs[key] = key[len(LEGACY_PREFIX):]
         else:
-            refs[key] = (
-                environment_images.get(key)
-                or environment_images.get("*")
-                or environment_image(project_uuid, key)
-            )
+            refs[key] = environment_ref(key, project_uuid, environment_images)
     return refs
+
+
+def environment_ref(env_uuid: str, project_uuid: str,
+                    environment_images: Mapping[str, str]) -> str:
+    """An environment's image: mapped in ``environment_images``, else Orchest's tag."""
+    return (environment_images.get(env_uuid) or environment_images.get("*")
+            or environment_image(project_uuid, env_uuid))
 
 
 def job_image_owner(store_dir: Path, job_key: str) -> str:

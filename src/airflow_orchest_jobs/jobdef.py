@@ -36,6 +36,8 @@ class JobDefinition:
     max_parallel_runs: int | None = None
     max_retained_pipeline_runs: int | None = None
     catchup: bool = False
+    #: Stop a pipeline run at its first failed step (Orchest's behaviour).
+    fail_fast: bool = True
     description: str = ""
     source_files: tuple[Path, ...] = ()
     #: Snapshot the DAG structure was read from (a frozen per-job job), else None.

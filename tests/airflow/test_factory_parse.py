@@ -79,7 +79,7 @@ def test_trigger_form_is_prefilled(projects):
 
 def test_job_dag_follows_the_job_file(projects):
     dag = build_dags(_settings(projects))["orchest_job__demo__nightly"]
-    assert type(dag.timetable).__name__ == "CronTriggerTimetable"
+    assert type(dag.timetable).__name__ == "OrchestCronTimetable"
     assert dag.timetable.expression == "0 3 * * *"
     assert dag.catchup is False
     assert dag.params["env_variables"] == {"REPORT_TITLE": "Nightly"}

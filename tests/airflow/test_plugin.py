@@ -23,7 +23,8 @@ def test_provider_declares_the_config_section():
 
     options = get_provider_info()["config"]["orchest_jobs"]["options"]
     assert set(options) == {"projects_dir", "store_dir", "data_dir", "environment_images",
-                            "network_mode", "docker_url", "step_user"}
+                            "network_mode", "docker_url", "step_user",
+                            "max_parallel_pipeline_runs"}
 
 
 def test_airflow_config_reads_the_section(monkeypatch, tmp_path):

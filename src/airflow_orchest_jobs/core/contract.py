@@ -18,6 +18,8 @@ from .model import DATA_DIR, PROJECT_DIR, Pipeline, Step
 
 __all__ = [
     "DATA_DIR",
+    "DEFINITION_PATH",
+    "ORCHEST_NAMES",
     "PROJECT_DIR",
     "RUNNER_DIR",
     "RUNNER_FILES",
@@ -37,6 +39,11 @@ RUNNER_DIR = "/orchest-runner"
 RUNNER_FILES = ("runner.sh", "notebook.py")
 #: Names the image in the runner's "missing interpreter" error (ours, not Orchest's).
 RUNNER_IMAGE_VARIABLE = "ORCHEST_RUNNER_IMAGE"
+#: Where Orchest mounted the run's definition (also at ORCHEST_PIPELINE_PATH here).
+DEFINITION_PATH = "/pipeline.json"
+#: Variables Orchest set itself; they win over user variables of the same name.
+ORCHEST_NAMES = ("ORCHEST_STEP_UUID", "ORCHEST_PIPELINE_UUID", "ORCHEST_PIPELINE_PATH",
+                 "ORCHEST_PROJECT_UUID", "ORCHEST_SESSION_UUID", "ORCHEST_SESSION_TYPE")
 #: Jobs ran as Orchest's non-interactive sessions.
 SESSION_TYPE = "noninteractive"
 

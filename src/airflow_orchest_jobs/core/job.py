@@ -32,6 +32,8 @@ class JobSpec:
     snapshot: str = "per_job"
     max_parallel_runs: int | None = None
     catchup: bool = False
+    #: Orchest's fail-fast: the first failed step stops the rest of its pipeline run.
+    fail_fast: bool = True
     description: str = ""
 
 
@@ -104,6 +106,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
         snapshot=doc.get("snapshot", "per_job"),
         max_parallel_runs=doc.get("max_parallel_runs"),
         catchup=doc.get("catchup", False),
+        fail_fast=doc.get("fail_fast", True),
         description=doc.get("description", ""),
     )
 

@@ -17,7 +17,7 @@ from .errors import OrchestError, Problem
 from .jsonfile import read_json
 from .migrate import migrate
 from .model import DATA_DIR, Pipeline, PipelineSettings, Step
-from .services import duplicate_port_problems
+from .services import service_problems
 
 
 def load_pipeline(
@@ -128,7 +128,7 @@ def check_pipeline(
         names = " -> ".join(f"{pipeline.steps[k].title!r} ({k})" for k in cycle)
         problems.append(Problem(file, "steps", f"connections form a cycle: {names}; "
                                 "remove one of these connections"))
-    problems.extend(duplicate_port_problems(file, pipeline.services))
+    problems.extend(service_problems(file, pipeline.services))  # those that run in jobs
     return problems
 
 

@@ -40,6 +40,8 @@ def plan_runs(
     images: Mapping[str, str],
     lanes: int,
     max_map_length: int,
+    env_sources: list[str] | tuple[str, ...] = (),
+    has_services: bool = False,
 ) -> list[dict[str, Any]]:
     """Write each selected run's definition; return one description per run.
 
@@ -59,7 +61,7 @@ def plan_runs(
     plain_env = {k: v for k, v in request.env_variables.items() if isinstance(v, str)}
     secret_env = {k: v for k, v in request.env_variables.items() if not isinstance(v, str)}
     out: list[dict[str, Any]] = []
-    for index in request.runs:
+    for position, index in enumerate(request.runs):
         folder = run_root / f"run-{index:05d}"
         folder.mkdir(parents=True, exist_ok=True)
         definition = folder / "pipeline.json"
@@ -67,7 +69,10 @@ def plan_runs(
                                                 indent=2).encode(), folder, durable=False)
         out.append({
             "index": index,
+            "position": position,
             "label": request.grid.label(index),
+            "job_run_key": job_run_key,
+            "has_services": has_services,
             "run_uuid": run_uuid(job_run_key, index),
             "run_dir": str(folder),
             "project_dir": str(folder / "project"),
@@ -77,8 +82,35 @@ def plan_runs(
             "images": dict(images),
             "env": plain_env,
             "secret_env": secret_env,
+            "env_sources": list(env_sources),
         })
+    write_run_index(run_root, [
+        {"index": run["index"], "label": run["label"], "run_uuid": run["run_uuid"],
+         "parameters": request.grid.run(run["index"])} for run in out])
     return out
+
+
+#: In a job run's folder: one entry per selected pipeline run, in grid order.
+RUN_INDEX = "runs.json"
+
+
+def write_run_index(run_root: Path, entries: list[dict[str, Any]]) -> None:
+    """The job run's pipeline runs (index, label, run uuid, parameters), for the views.
+
+    ``parameters`` has the parameters-file shape: ``{"pipeline_parameters": {...},
+    "<step uuid>": {...}}`` with one value each.
+    """
+    run_root.mkdir(parents=True, exist_ok=True)
+    write_atomically(run_root / RUN_INDEX, json.dumps(entries).encode(), run_root,
+                     durable=False)
+
+
+def read_run_index(run_root: Path) -> list[dict[str, Any]]:
+    """What :func:`write_run_index` wrote; [] before planning ran."""
+    try:
+        return list(json.loads((run_root / RUN_INDEX).read_text()))
+    except FileNotFoundError:
+        return []
 
 
 def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any],
@@ -88,8 +120,10 @@ def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any],
     A retried or cleared run starts from a clean copy: nothing of a failed try leaks in.
     ``owner``: (uid, gid) to hand the copy to, when steps run as another user than us.
     """
+    from .failfast import clear_failure
     from .snapshot.store import SnapshotStore, remove_tree
 
+    clear_failure(Path(run["run_dir"]))
     dest = Path(run["project_dir"])
     if dest.exists():
         remove_tree(dest)

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import Problem
 
-SCHEMAS = ("pipeline", "parameters", "job", "conf")
+SCHEMAS = ("pipeline", "parameters", "job", "conf", "variables")
 
 
 @cache

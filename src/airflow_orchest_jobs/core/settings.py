@@ -39,6 +39,11 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "bridge",
     ),
     "docker_url": ("Docker engine address.", "unix://var/run/docker.sock"),
+    "max_parallel_pipeline_runs": (
+        "At most this many pipeline runs at once in the whole installation, counted from a "
+        "run's first task to its last (Orchest's MAX_JOB_RUNS_PARALLELISM); 0: no limit.",
+        "0",
+    ),
     "step_user": (
         "uid:gid step containers run as. Empty: the Airflow worker's own uid:gid, or "
         "65534:65534 (nobody) when the worker runs as root; 0:0 runs steps as root.",
@@ -68,6 +73,7 @@ class Settings:
     network_mode: str = "bridge"
     docker_url: str = "unix://var/run/docker.sock"
     step_user: str = ""
+    max_parallel_pipeline_runs: int = 0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str | None]) -> Settings:
@@ -103,6 +109,8 @@ class Settings:
             network_mode=get("network_mode"),
             docker_url=get("docker_url"),
             step_user=_check_user(values.get("step_user") or ""),
+            max_parallel_pipeline_runs=_check_count("max_parallel_pipeline_runs",
+                                                    get("max_parallel_pipeline_runs")),
         )
 
     @classmethod
@@ -121,6 +129,17 @@ def _check_user(value: str) -> str:
         raise OrchestError.single(f"[{SECTION}] step_user", "", f"{value!r} is not uid:gid; "
                                   "write numbers such as 1000:1000, or leave it empty")
     return value
+
+
+def _check_count(key: str, value: str) -> int:
+    try:
+        count = int(value.strip())
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise OrchestError.single(f"[{SECTION}] {key}", "", f"{value!r} is not a whole number "
+                                  ">= 0; write e.g. 4, or 0 for no limit")
+    return count
 
 
 def step_owner(step_user: str, euid: int, egid: int) -> tuple[int, int]:

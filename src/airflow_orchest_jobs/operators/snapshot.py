@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 
 from ..core.errors import OrchestError
 from ..core.jobstate import FrozenJob, JobStates, safe_name
+from ..core.services import job_services
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -64,6 +65,13 @@ class OrchestSnapshotOperator(BaseOperator):
         settings = load_settings()
         dag_run = context["dag_run"]
         request = request_for(self.job, dag_run.conf)
+        if job_services(self.job.pipeline.services):
+            from .run import remove_dead_services
+
+            removed = remove_dead_services(settings, self.job.dag_id, context["ti"])
+            if removed:
+                self.log.info("Removed %d service container(s) left by ended job runs",
+                              removed)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
         key = self.job.job_key(dag_run.run_id)
@@ -78,6 +86,7 @@ class OrchestSnapshotOperator(BaseOperator):
             self.log.info("Reusing the job's snapshot %s and frozen images %s (created %s)",
                           state.snapshot_id, state.images, state.created_at)
         return {
+            "env_sources": self._env_sources(),
             "job_key": key,
             "job_run_key": f"{self.job.dag_id}/{dag_run.run_id}",
             "snapshot_id": state.snapshot_id,
@@ -85,12 +94,47 @@ class OrchestSnapshotOperator(BaseOperator):
             "run_root": str(run_root(settings, self.job.dag_id, dag_run.run_id)),
         }
 
-    def _create_job(self, settings: Settings, key: str) -> FrozenJob:
-        from ..core.snapshot.store import SnapshotStore
-        from ..images import docker_client, freeze, job_image_owner, resolve_images
+    def _env_sources(self) -> list[str]:
+        """The project's and the pipeline's Airflow Variables that exist, checked now.
+
+        Only their names travel on: the values (secrets, as in Orchest) are read by each
+        step, masked. A malformed one fails the job run here, before any container.
+        """
+        from airflow.sdk import Variable
+
+        from ..core.variables import parse_level, pipeline_variable, project_variable
 
         job = self.job
-        refs = resolve_images(job.pipeline, job.project.uuid, settings.environment_images)
+        keys = [project_variable(job.project.name),
+                pipeline_variable(job.project.name, job.pipeline.rel_path)]
+        found = []
+        for key in keys:
+            text = Variable.get(key, default=None)
+            try:
+                parse_level(key, text)
+            except OrchestError as exc:
+                raise fail(exc) from None
+            if text is not None:
+                found.append(key)
+        if found:
+            self.log.info("Environment variables from Airflow Variables %s", found)
+        return found
+
+    def _create_job(self, settings: Settings, key: str) -> FrozenJob:
+        from ..core.services import service_image_refs
+        from ..core.snapshot.store import SnapshotStore
+        from ..images import (
+            docker_client,
+            environment_ref,
+            freeze,
+            job_image_owner,
+            resolve_images,
+        )
+
+        job = self.job
+        refs = {**resolve_images(job.pipeline, job.project.uuid, settings.environment_images),
+                **service_image_refs(job.pipeline.services, lambda env: environment_ref(
+                    env, job.project.uuid, settings.environment_images))}
         frozen = freeze(docker_client(settings.docker_url), refs,
                         job_image_owner(settings.store_dir, key))
         snapshot = SnapshotStore(settings.store_dir / "snapshots").create(job.project.path)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +32,8 @@ from airflow.providers.docker.operators.docker import DockerOperator
 
 from ..core.contract import (
     DATA_DIR,
+    DEFINITION_PATH,
+    ORCHEST_NAMES,
     PROJECT_DIR,
     RUNNER_DIR,
     RUNNER_IMAGE_VARIABLE,
@@ -40,6 +44,7 @@ from ..core.contract import (
     step_log_path,
     step_working_dir,
 )
+from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
 from ..core.settings import step_owner
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
@@ -56,6 +61,8 @@ LABEL_PIPELINE = "orchest-jobs.pipeline-uuid"
 LABEL_PROJECT = "orchest-jobs.project-uuid"
 #: Seconds a killed step gets to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 5
+#: Seconds between two looks at the run's fail-fast marker while a step runs.
+WATCH_INTERVAL = 0.5
 REQUIRED_RUN_KEYS = ("label", "run_uuid", "project_dir", "images")
 
 
@@ -80,6 +87,8 @@ class OrchestStepOperator(DockerOperator):
         docker_url: str | None = None,
         max_steps_parallelism: int | None = None,
         step_user: str = "",
+        fail_fast: bool = True,
+        joins_run_namespace: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("auto_remove", "force")
@@ -99,6 +108,9 @@ class OrchestStepOperator(DockerOperator):
         self.data_dir = data_dir
         self.max_steps_parallelism = max_steps_parallelism
         self.step_user = step_user
+        self.fail_fast = fail_fast
+        #: The run has services: join its holder's network namespace (see operators.run).
+        self.joins_run_namespace = joins_run_namespace
         self.image_key = image_key(step)
 
     def execute(self, context: Context) -> Any:
@@ -106,18 +118,87 @@ class OrchestStepOperator(DockerOperator):
         _check_run(run)
         context["orchest_run_label"] = run["label"]  # type: ignore[typeddict-unknown-key]
         self.container = None  # type: ignore[assignment]
+        self._aborted_by: FailedStep | None = None
+        run_dir = run.get("run_dir")
+        if self.fail_fast and run_dir:
+            self._skip_if_run_failed(run_dir, context)
         self._configure(run)
         self.log.info("Step %r (%s), run %s: %s in %s", self.step.title, self.step.uuid,
                       run["label"], self.command[-1], self.image)
         self._connect()
-        with _step_slot(run.get("run_dir"), self.max_steps_parallelism, self.log):
+        with _step_slot(run_dir, self.max_steps_parallelism, self.log), \
+                self._watching_for_failure(run_dir):
             try:
                 return self._run_step(context)
             except DockerContainerFailedException as exc:
+                self._abort_if_stopped()
+                self._record_failure(run_dir, context)
                 raise DockerContainerFailedException(self._failure(run, exc),
                                                      logs=exc.logs) from None
+            except Exception:
+                self._abort_if_stopped()
+                self._record_failure(run_dir, context)
+                raise
             finally:
                 self._remove_container(stop=False)
+
+    def _skip_if_run_failed(self, run_dir: str, context: Context) -> None:
+        """Fail-fast: a step of a run that already failed never starts.
+
+        A marker left by this very step is its own earlier try (a retry or a clear):
+        removed. One whose failing task has since been cleared is stale: removed too.
+        """
+        failed = failed_step(run_dir)
+        if failed is None:
+            return
+        if failed.step_uuid != self.step.uuid and _still_failed(context, failed):
+            raise _skip(f"Not started: {failed.describe()} of this pipeline run failed "
+                        "(fail-fast; set \"fail_fast\": false in the job file to keep "
+                        "independent steps running)")
+        clear_failure(run_dir)
+
+    @contextlib.contextmanager
+    def _watching_for_failure(self, run_dir: str | None) -> Iterator[None]:
+        """While the container runs, stop it as soon as another step of the run fails."""
+        if not (self.fail_fast and run_dir):
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(WATCH_INTERVAL):
+                failed = failed_step(run_dir)
+                if failed is None or failed.step_uuid == self.step.uuid:
+                    continue
+                self._aborted_by = failed
+                while not done.is_set() and not self.container:
+                    done.wait(0.1)  # the container is being created: stop it once it is
+                self.log.info("Stopping: %s of this pipeline run failed (fail-fast)",
+                              failed.describe())
+                self._remove_container(stop=True)
+                return
+
+        watcher = threading.Thread(target=watch, name="orchest-fail-fast", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join(timeout=STOP_TIMEOUT + 5)
+        self._abort_if_stopped()
+
+    def _abort_if_stopped(self) -> None:
+        if self._aborted_by is not None:
+            raise _skip(f"Stopped: {self._aborted_by.describe()} of this pipeline run failed "
+                        "(fail-fast)")
+
+    def _record_failure(self, run_dir: str | None, context: Context) -> None:
+        if not (self.fail_fast and run_dir):
+            return
+        ti = context["ti"]
+        if mark_failed(run_dir, FailedStep(self.step.uuid, self.step.title, ti.task_id,
+                                           ti.map_index)):
+            self.log.info("Fail-fast: stopping the other steps of this pipeline run")
 
     def _failure(self, run: Mapping[str, Any], exc: Exception) -> str:
         """Which step failed, how, and where its output is kept."""
@@ -143,7 +224,12 @@ class OrchestStepOperator(DockerOperator):
             raise _fail(f"this run has no image for {describe_key(self.image_key)} (the job "
                         f"froze {sorted(run['images'])}); re-create the job so it freezes one")
         self.image = image
-        env = step_environment(run.get("env") or {}, pipeline=self.pipeline, step=self.step,
+        if self.joins_run_namespace:
+            from ..core.services import holder_name
+
+            self.network_mode = f"container:{holder_name(run['run_uuid'])}"
+        plain, private = run_variables(run)
+        env = step_environment(plain, pipeline=self.pipeline, step=self.step,
                                project_uuid=self.project_uuid, run_uuid=run["run_uuid"])
         env[RUNNER_IMAGE_VARIABLE] = f"{describe_key(self.image_key)} ({image})"
         uid, gid = step_owner(self.step_user, os.geteuid(), os.getegid())
@@ -151,14 +237,18 @@ class OrchestStepOperator(DockerOperator):
         if uid != 0:
             env.setdefault("HOME", "/tmp")  # a writable home (tmpfs) for any uid
         self.environment = env
-        self._private_environment = {**self._private_environment,
-                                     **resolve_secrets(run.get("secret_env") or {})}
+        for name in ORCHEST_NAMES:  # Orchest's own names win over user ones
+            private.pop(name, None)
+        self._private_environment = {**self._private_environment, **private}
         self.command = step_command(self.pipeline, self.step)
         self.working_dir = step_working_dir(self.pipeline, self.step)
         runner = stage_runner(Path(run["run_dir"]) / "runner") if run.get("run_dir") \
             else runner_dir()
         ensure_data_dir(Path(self.data_dir), (uid, gid))
+        definition = [Mount(DEFINITION_PATH, str(run["definition"]), type="bind",
+                            read_only=True)] if run.get("definition") else []
         self.mounts = [
+            *definition,
             Mount(PROJECT_DIR, str(run["project_dir"]), type="bind"),
             Mount(DATA_DIR, str(self.data_dir), type="bind"),
             Mount(RUNNER_DIR, str(runner), type="bind", read_only=True),
@@ -222,11 +312,68 @@ def _check_run(run: Any) -> None:
         raise _fail(f"the run description lacks {', '.join(missing)}")
 
 
+def _still_failed(context: Context, failed: FailedStep) -> bool:
+    """Whether the task that failed the run is still failed (not cleared since)."""
+    ti = context["ti"]
+    try:
+        states = ti.get_task_states(dag_id=ti.dag_id, map_index=failed.map_index,
+                                    task_ids=[failed.task_id], run_ids=[ti.run_id])
+    except Exception as exc:  # the API unreachable: trust the marker
+        logging.getLogger(__name__).warning(
+            "Cannot read the failed step's state (%s); trusting the marker", exc)
+        return True
+    state = states.get(ti.run_id, {}).get(f"{failed.task_id}_{failed.map_index}")
+    return str(state) in ("failed", "running", "up_for_retry")
+
+
+def _skip(message: str) -> Exception:
+    """A step that did not run because its pipeline run failed elsewhere (not success)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    logging.getLogger(__name__).info(message)  # the reason, in the task log itself
+    return AirflowSkipException(message)
+
+
 def _fail(message: str) -> Exception:
     """A problem a retry cannot fix."""
     from airflow.sdk.exceptions import AirflowFailException
 
     return AirflowFailException(message)
+
+
+def run_variables(run: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """A run's environment variables with Orchest's precedence, as (plain, private).
+
+    Project, then pipeline variables (Airflow Variables named in ``env_sources``), then
+    the job's and the trigger conf's (``env`` and ``secret_env``), each overriding the
+    last. Project and pipeline values and every reference are private: masked in logs,
+    never in rendered fields.
+    """
+    from ..core.variables import merge_levels, parse_level, split_values
+
+    jobs_plain = dict(run.get("env") or {})
+    jobs_refs = dict(run.get("secret_env") or {})
+    levels = [parse_level(key, _variable_text(key)) for key in run.get("env_sources") or ()]
+    below = {k: v for k, v in merge_levels(levels).items()
+             if k not in jobs_plain and k not in jobs_refs}
+    below_plain, below_refs = split_values(below)
+    private = {**below_plain, **resolve_secrets({**below_refs, **jobs_refs})}
+    for value in below_plain.values():
+        if value:
+            _mask(value)
+    return jobs_plain, private
+
+
+def _variable_text(key: str) -> str | None:
+    from airflow.sdk import Variable
+
+    return Variable.get(key, default=None)
+
+
+def _mask(value: str) -> None:
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(value)
 
 
 def resolve_secrets(references: Mapping[str, Any]) -> dict[str, str]:

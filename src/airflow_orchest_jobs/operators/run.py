@@ -1,0 +1,152 @@
+"""A pipeline run's start and end around its steps: run slots and services.
+
+Called from the run's ``prepare`` task (take a run slot or wait for one, then start the
+run's services) and from its ``cleanup`` teardown (stop the services, give the slots
+back), and from the job run's first and last tasks as a safety net for what a killed
+worker or a cancelled DAG run left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..core.runslots import RunSlots, Ticket
+from ..core.services import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, job_services
+
+if TYPE_CHECKING:
+    from ..core.settings import Settings
+    from ..jobdef import JobDefinition
+
+log = logging.getLogger(__name__)
+
+#: DAG run states in which a job run still owns its slots and services.
+LIVE_STATES = ("queued", "running")
+#: Seconds a waiting run sleeps before asking again: more the further back in line.
+MIN_WAIT, MAX_WAIT = 2, 30
+
+
+def admit_or_wait(settings: Settings, run: Mapping[str, Any],
+                  limits: list[tuple[str, int]], dag_run: Any, ti: Any) -> None:
+    """Take the run's slots, or give the worker slot back until it may start.
+
+    Waiting is Airflow's reschedule (the task is ``up_for_reschedule``): a run waiting
+    for a slot holds no worker, so waiting runs can never starve running ones.
+    """
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    ticket = Ticket(run_uuid=run["run_uuid"], dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+                    position=int(run["position"]), run_root=str(_run_root(run)))
+
+    def is_live(dag_id: str, run_id: str) -> bool:
+        try:
+            return str(ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)) in LIVE_STATES
+        except Exception:  # a DAG run deleted from the database: not live
+            return False
+
+    admission = RunSlots(settings.store_dir).try_admit(ticket, limits, is_live)
+    if admission.admitted:
+        log.info("Run slot taken (%s)", ", ".join(f"{s}: {n}" for s, n in limits))
+        return
+    wait = max(MIN_WAIT, min(MAX_WAIT, MIN_WAIT + admission.distance // 4))
+    log.info("Waiting for a run slot: %s; asking again in %d s", admission.reason, wait)
+    raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=wait))
+
+
+def start_services(settings: Settings, job: JobDefinition, run: Mapping[str, Any],
+                   owner: tuple[int, int]) -> None:
+    """Start the run's services (and the holder of its network namespace), or fail."""
+    from ..core.errors import OrchestError
+    from ..core.services import service_specs
+    from ..images import docker_client, image_key
+    from .services import ServiceStartError, start_run_services
+    from .snapshot import fail
+    from .step import run_variables
+
+    try:
+        specs = service_specs(job.pipeline, run["run_uuid"], job.project.uuid)
+    except OrchestError as exc:
+        raise fail(exc) from None
+    plain, private = run_variables(run)
+    first_step = next(iter(job.pipeline.steps.values()))
+    client = docker_client(settings.docker_url)
+    try:
+        holder = start_run_services(
+            client, run["run_uuid"], specs, run["images"], settings.network_mode,
+            settings.data_dir, run["project_dir"], {**private, **plain},
+            job_key=_job_run_key(run), holder_image=run["images"].get(image_key(first_step)))
+    except ServiceStartError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"{exc}\nNo step of this pipeline run was started.") \
+            from None
+    log.info("Services up for run %s (%s) in the namespace of %s",
+             run["label"], ", ".join(s.name for s in specs), holder)
+
+
+def end_run(settings: Settings, run: Mapping[str, Any]) -> None:
+    """Stop the run's services and give its slots back (idempotent)."""
+    RunSlots(settings.store_dir).release(run["run_uuid"])
+    if run.get("has_services"):
+        from ..images import docker_client
+        from .services import stop_run_services
+
+        removed = stop_run_services(docker_client(settings.docker_url), run["run_uuid"])
+        if removed:
+            log.info("Stopped and removed %s", ", ".join(removed))
+
+
+def end_job_run(settings: Settings, job: JobDefinition, dag_id: str, run_id: str) -> None:
+    """What the job run's runs still hold when it ends: slots and service containers."""
+    freed = RunSlots(settings.store_dir).release_job_run(dag_id, run_id)
+    if freed:
+        log.info("Gave back %d run slot(s) left by unfinished runs", freed)
+    if job_services(job.pipeline.services):
+        removed = _remove_service_containers(settings, lambda key: key == f"{dag_id}/{run_id}")
+        if removed:
+            log.info("Removed %d service container(s) left by unfinished runs", removed)
+
+
+def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
+    """Service containers of this DAG's job runs that are over (a killed worker's)."""
+    def dead(job_run_key: str) -> bool:
+        owner, _, run_id = job_run_key.partition("/")
+        if owner != dag_id or not run_id:
+            return False
+        try:
+            return str(ti.get_dagrun_state(dag_id=dag_id, run_id=run_id)) not in LIVE_STATES
+        except Exception:
+            return True
+
+    return _remove_service_containers(settings, dead)
+
+
+def _remove_service_containers(settings: Settings, chosen: Any) -> int:
+    import docker.errors
+
+    from ..images import docker_client
+
+    client = docker_client(settings.docker_url)
+    boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})
+             if chosen(box.labels.get(LABEL_JOB, ""))]
+    for box in boxes:
+        try:
+            box.remove(force=True)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            log.warning("Could not remove %s (run %s): %s", box.name,
+                        box.labels.get(LABEL_RUN), exc)
+    return len(boxes)
+
+
+def _run_root(run: Mapping[str, Any]) -> Any:
+    from pathlib import Path
+
+    return Path(run["run_dir"]).parent
+
+
+def _job_run_key(run: Mapping[str, Any]) -> str:
+    return str(run["job_run_key"])

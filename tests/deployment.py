@@ -1,0 +1,291 @@
+"""One real Airflow deployment per test session: API server, scheduler, DAG processor.
+
+Airflow's own components run as subprocesses on 127.0.0.1 against a temporary
+AIRFLOW_HOME (SQLite, LocalExecutor with parallelism 8, so steps run side by side), with
+the repository's ``dags/`` folder reading ``projects_dir``. Tests add projects of their
+own (unique names) and wait for the DAG processor to parse them (it re-parses the DAG
+file every few seconds). Started once, on first use, and stopped at the end of the
+session (a pytest plugin registered in ``conftest.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+USER, PASSWORD = "admin", "secretpw"
+#: Bounds (seconds): components up, a DAG parsed, a DAG run finished.
+START_TIMEOUT = 120
+PARSE_TIMEOUT = 120
+RUN_TIMEOUT = 480
+COMPONENTS = {
+    "api-server": ["api-server"],
+    "scheduler": ["scheduler"],
+    "dag-processor": ["dag-processor"],
+}
+
+
+@dataclass
+class Deployment:
+    """A running Airflow: its home, environment, API address and component processes."""
+
+    home: Path
+    env: dict[str, str]
+    base_url: str
+    projects_dir: Path
+    store_dir: Path
+    data_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    token: str = ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of every component's output, for failure messages."""
+        parts = []
+        for name in self.processes:
+            path = self.home / f"{name}.log"
+            text = path.read_text(errors="replace") if path.exists() else ""
+            parts.append(f"--- {name} ---\n" + "\n".join(text.splitlines()[-lines:]))
+        return "\n".join(parts)
+
+    def diagnostics(self) -> str:
+        """Import errors (as the API reports them) and the components' output."""
+        errors = ""
+        with contextlib.suppress(requests.RequestException, ValueError):
+            found = self.api("GET", "/importErrors").json().get("import_errors", [])
+            for error in found:
+                trace = error.get("stack_trace") or error.get("stacktrace")
+                errors += f"--- import error in {error['filename']} ---\n{trace}\n"
+        return errors + self.log_tail()
+
+    def check_alive(self) -> None:
+        """Fail (with the component's output) when a component has exited."""
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                pytest.fail(f"airflow {name} exited with {proc.returncode}\n{self.log_tail()}")
+
+    def login(self) -> None:
+        response = requests.post(f"{self.base_url}/auth/token",
+                                 json={"username": USER, "password": PASSWORD}, timeout=30)
+        assert response.status_code == 201, response.text
+        self.token = str(response.json()["access_token"])
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One authenticated request to the REST API (``/api/v2`` + ``path``)."""
+        if not self.token:
+            self.login()
+        headers = {"Authorization": f"Bearer {self.token}", **kwargs.pop("headers", {})}
+        response = requests.request(method, f"{self.base_url}/api/v2{path}", headers=headers,
+                                    timeout=30, **kwargs)
+        if response.status_code == 401:  # the token expired: log in again, once
+            self.login()
+            headers["Authorization"] = f"Bearer {self.token}"
+            response = requests.request(method, f"{self.base_url}/api/v2{path}",
+                                        headers=headers, timeout=30, **kwargs)
+        return response
+
+    def airflow(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run an ``airflow`` CLI command against this deployment."""
+        return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def wait(self, what: str, probe: Callable[[], Any], timeout: float = RUN_TIMEOUT,
+             interval: float = 1.0) -> Any:
+        """Poll ``probe()`` until it returns something truthy; fail after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            with contextlib.suppress(requests.RequestException):
+                result = probe()
+                if result:
+                    return result
+            time.sleep(interval)
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.diagnostics()}")
+
+    def wait_for_dag(self, dag_id: str, unpause: bool = True) -> dict[str, Any]:
+        """The DAG as the API shows it once the DAG processor parsed it (unpaused)."""
+        def parsed() -> dict[str, Any] | None:
+            response = self.api("GET", f"/dags/{dag_id}")
+            return response.json() if response.status_code == 200 else None
+
+        dag = self.wait(f"the DAG processor to parse {dag_id}", parsed, PARSE_TIMEOUT, 2)
+        if unpause and dag["is_paused"]:
+            self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+        return dag
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None,
+                prefix: str = "test") -> str:
+        """Trigger ``dag_id`` through the REST API; returns the run id."""
+        run_id = f"{prefix}__{uuid.uuid4().hex[:8]}"
+        response = self.api("POST", f"/dags/{dag_id}/dagRuns", json={
+            "dag_run_id": run_id, "conf": dict(conf or {}), "logical_date": None})
+        assert response.status_code == 200, f"{response.text}\n{self.diagnostics()}"
+        return run_id
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        response = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def wait_finished(self, dag_id: str, run_id: str,
+                      timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        """The DAG run once it is success or failed."""
+        def finished() -> dict[str, Any] | None:
+            run = self.dag_run(dag_id, run_id)
+            return run if run["state"] in ("success", "failed") else None
+
+        return dict(self.wait(f"DAG run {run_id}", finished, timeout, 2))
+
+    def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+        """``{"task_id[map_index]": task instance}`` of one DAG run."""
+        out: dict[str, dict[str, Any]] = {}
+        offset = 0
+        while True:
+            response = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances",
+                                params={"limit": 100, "offset": offset})
+            response.raise_for_status()
+            page = response.json()["task_instances"]
+            out.update({f"{ti['task_id']}[{ti['map_index']}]": ti for ti in page})
+            if len(page) < 100:
+                return out
+            offset += 100
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
+        return {key: str(ti["state"]) for key, ti in self.task_instances(dag_id, run_id).items()}
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int,
+                 try_number: int = 1) -> str:
+        """A task instance's log text as the API serves it (structured entries, joined)."""
+        response = self.api(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/"
+            f"{try_number}", params={"map_index": map_index, "full_content": "true"},
+            headers={"Accept": "application/json"})
+        assert response.status_code == 200, response.text
+        content = response.json()["content"]
+        return "\n".join(entry.get("event", "") if isinstance(entry, Mapping) else str(entry)
+                         for entry in content)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
+                image: str) -> dict[str, str]:
+    """The subprocesses' environment: no AIRFLOW__* from outside, only ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    base_url = f"http://127.0.0.1:{port}"
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({USER: PASSWORD}))
+    env.update({
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple."
+                                       "simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Tests add projects while the deployment runs: re-parse the DAG file often.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__ORCHEST_JOBS__PROJECTS_DIR": str(projects),
+        "AIRFLOW__ORCHEST_JOBS__STORE_DIR": str(store),
+        "AIRFLOW__ORCHEST_JOBS__DATA_DIR": str(data),
+        "AIRFLOW__ORCHEST_JOBS__NETWORK_MODE": "none",
+        "AIRFLOW__ORCHEST_JOBS__ENVIRONMENT_IMAGES": json.dumps({"*": image}),
+    })
+    return env
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop components and everything they started (each is its own process group)."""
+    running = [proc for proc in processes if proc.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    for proc in processes:  # what a component left behind in its group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def cleanup_docker(store: Path) -> None:
+    """Remove what the deployment's runs left on the engine: containers, frozen tags."""
+    import docker
+
+    from airflow_orchest_jobs.core.jobstate import JobStates
+    from airflow_orchest_jobs.images import job_image_owner, release
+
+    client = docker.from_env()
+    for container in client.containers.list(all=True, filters={"label": "orchest-jobs.run-uuid"}):
+        mounts = " ".join(m.get("Source", "") for m in container.attrs.get("Mounts", []))
+        if str(store) in mounts or not mounts:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+    for state in JobStates(store).all():
+        release(client, job_image_owner(store, state.job_key))
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory,
+               images: dict[str, str]) -> Iterator[Deployment]:
+    """Airflow's API server, scheduler and DAG processor on 127.0.0.1, for the session."""
+    home = tmp_path_factory.mktemp("airflow-deployment")
+    # store and data are left for the plugin to create (it gives them to the step user).
+    projects, store, data = home / "projects", home / "store", home / "data"
+    projects.mkdir()
+    port = free_port()
+    deployment = Deployment(home=home, env=environment(home, port, projects, store, data,
+                                                       images["python"]),
+                            base_url=f"http://127.0.0.1:{port}", projects_dir=projects,
+                            store_dir=store, data_dir=data)
+    migrate = deployment.airflow("db", "migrate", timeout=180)
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    try:
+        for name, args in COMPONENTS.items():
+            with open(home / f"{name}.log", "wb") as out:
+                deployment.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "airflow", *args], env=deployment.env, cwd=home,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+        deployment.wait("the API server", lambda: requests.get(
+            f"{deployment.base_url}/api/v2/monitor/health", timeout=5).ok, START_TIMEOUT)
+        yield deployment
+    finally:
+        stop(list(deployment.processes.values()))
+        cleanup_docker(store)
