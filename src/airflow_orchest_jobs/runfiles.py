@@ -1,6 +1,7 @@
 """Serve pipeline-run files (executed notebooks as HTML, step logs) from the api-server.
 
-Mounted by the plugin under ``/orchest-jobs``. Every request is checked against the
+Mounted by the plugin under ``/orchest-jobs``, with the job views' API and pages
+(``views/``: ``/api/v1/...``, ``/ui/...``). Every request is checked against the
 DAG's permissions (task logs level), paths never leave the run folder, and HTML is
 served with a sandboxing Content-Security-Policy so notebook output cannot run script
 in the Airflow UI's origin.
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from .core.jobstate import safe_name
+from .core.layout import StoreLayout
 
 URL_PREFIX = "/orchest-jobs"
 
@@ -26,7 +27,7 @@ def run_file_url(dag_id: str, run_id: str, relative: str, base_url: str = "") ->
 
 def resolve_run_file(store_dir: Path, dag_id: str, run_id: str, relative: str) -> Path | None:
     """The file on disk, or None when it is missing or outside the DAG run's folder."""
-    root = (store_dir / "runs" / safe_name(dag_id) / safe_name(run_id)).resolve()
+    root = StoreLayout(store_dir).job_run(dag_id, run_id).resolve()
     target = Path(os.path.normpath(root / relative))
     if root not in target.parents or not target.is_file():
         return None
@@ -42,7 +43,7 @@ def create_app():
 
     from .config import load_settings
 
-    app = FastAPI(title="Orchest jobs: run files")
+    app = FastAPI(title="Orchest jobs: run files and job views")
 
     @app.get(
         "/runs/{dag_id}/{run_id}/{relative:path}",
@@ -62,4 +63,9 @@ def create_app():
             "X-Content-Type-Options": "nosniff",
         })
 
+    from .views.api import create_router as api_router
+    from .views.pages import create_router as pages_router
+
+    app.include_router(api_router())
+    app.include_router(pages_router())
     return app
