@@ -20,11 +20,13 @@ from typing import Any
 from .core import schema
 from .core.errors import OrchestError, Problem
 from .core.grid import Grid
-from .core.jobstate import JobStates
-from .core.pipeline import load_pipeline, topological_order
+from .core.jobstate import FrozenJob, JobStates
+from .core.layout import StoreLayout
+from .core.model import Pipeline
+from .core.pipeline import pipeline_from_document, topological_order
 from .core.plan import lanes_needed
 from .core.project import Project
-from .core.scan import LoadedJob, LoadedPipeline, Scan, known_environments, scan_projects
+from .core.scan import LoadedJob, LoadedPipeline, Scan, scan_projects, snapshot_pipeline
 from .core.services import job_services
 from .core.settings import Settings
 from .jobdef import JobDefinition
@@ -43,7 +45,7 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
         from .config import load_settings
 
         settings = load_settings()
-    schema.remember_valid_documents(settings.store_dir / "cache" / "valid-documents")
+    schema.remember_valid_documents(StoreLayout(settings.store_dir).cache / "valid-documents")
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
                              settings.data_dir if settings.data_dir.is_dir() else None)
@@ -100,7 +102,7 @@ def job_definition(loaded: LoadedJob, states: JobStates, settings: Settings) -> 
     if spec.snapshot == "per_job":
         state = states.get(dag_id)
         if state is not None:  # the job exists: its pipeline is the snapshot's, forever
-            pipeline = frozen_pipeline(state.snapshot_id, state.pipeline, project, settings)
+            pipeline = frozen_pipeline(state, project, settings)
             frozen = state.snapshot_id
     return JobDefinition(
         dag_id=dag_id,
@@ -118,21 +120,23 @@ def job_definition(loaded: LoadedJob, states: JobStates, settings: Settings) -> 
         fail_fast=spec.fail_fast,
         description=spec.description or f"Orchest job {spec.name} of {project.name}: "
                                         f"pipeline {spec.pipeline_path.name}",
-        source_files=(spec.path, *_source_files(pipeline, None)),
+        # A frozen job depends on its job file and its snapshot only, never on the project.
+        source_files=(spec.path,) if frozen else (spec.path, *_source_files(pipeline, None)),
         frozen_snapshot=frozen,
     )
 
 
-def frozen_pipeline(snapshot_id: str, pipeline_rel: str, project: Project,
-                    settings: Settings):
-    """Load a frozen job's pipeline from its snapshot (a read-only view of the store)."""
-    from .core.snapshot.store import SnapshotStore
+def frozen_pipeline(state: FrozenJob, project: Project, settings: Settings) -> Pipeline:
+    """A frozen job's pipeline: the snapshot's, as kept in the job state when it was made.
 
-    view = SnapshotStore(settings.store_dir / "snapshots").view(snapshot_id)
-    return load_pipeline(view.root / pipeline_rel, view.root,
-                         environments=known_environments(Project(view.root),
-                                                         settings.environment_images),
-                         check_files=True)
+    Parsing reads it from the job state, never from the snapshot; jobs frozen before the
+    document was kept are read from a view of the snapshot (checked out once).
+    """
+    document = state.extra.get("pipeline_document")
+    if document is not None:
+        return pipeline_from_document(document, project.path / state.pipeline, project.path)
+    return snapshot_pipeline(StoreLayout(settings.store_dir).snapshots, state.snapshot_id,
+                             state.pipeline, settings.environment_images)
 
 
 def _source_files(pipeline, parameters_file: Path | None) -> tuple[Path, ...]:
@@ -291,19 +295,15 @@ def orchest_dag(job: JobDefinition, settings: Settings):
         snapshot = OrchestSnapshotOperator(task_id="snapshot", job=job)
 
         @task(task_id="plan")
-        def plan(info: dict[str, Any], dag_run=None) -> list[dict[str, Any]]:
+        def plan(job_run: dict[str, Any], dag_run=None) -> list[dict[str, Any]]:
+            from .core.plan import plan_runs
+            from .core.rundesc import JobRun
             from .operators.snapshot import fail, request_for
 
             request = request_for(job, dag_run.conf)
-            from .core.plan import plan_runs
-
             try:
-                return plan_runs(pipeline, request, run_root=Path(info["run_root"]),
-                                 job_run_key=info["job_run_key"],
-                                 snapshot_id=info["snapshot_id"], images=info["images"],
-                                 lanes=lanes, max_map_length=_max_map_length(),
-                                 env_sources=info.get("env_sources", ()),
-                                 has_services=bool(job_services(pipeline.services)))
+                return plan_runs(pipeline, request, JobRun.from_dict(job_run), lanes=lanes,
+                                 max_map_length=_max_map_length())
             except OrchestError as exc:
                 raise fail(exc) from None
 
@@ -311,26 +311,36 @@ def orchest_dag(job: JobDefinition, settings: Settings):
         task_ids = step_task_ids({k: s.title for k, s in pipeline.steps.items()})
         limits = run_limits(job, settings)
         services = bool(job_services(pipeline.services))
+        roots = [key for key in pipeline.steps if not _parents(pipeline, key)]
 
-        def pipeline_run(run: dict[str, Any]) -> None:
-            prepared = prepare_task(job, run, limits)
-            step_tasks = {key: step_task(job, key, task_ids[key], run, settings,
-                                         parallelism, services)
+        def pipeline_run(run: dict[str, Any], job_run: dict[str, Any]) -> None:
+            # A run that waits for a slot or has services gets a first task for that;
+            # otherwise its first steps check the project copy out themselves (no task
+            # instance only to prepare).
+            prepared = prepare_task(job, run, job_run, limits) if limits or services \
+                else None
+            step_tasks = {key: step_task(job, key, task_ids[key], run, job_run, settings,
+                                         parallelism, services,
+                                         checkout_peers=None if prepared or key not in roots
+                                         else [task_ids[r] for r in roots])
                           for key in topological_order(pipeline)}
             for key, step_op in step_tasks.items():
-                parents = [step_tasks[p] for p in pipeline.steps[key].incoming
-                           if p in step_tasks]
-                for upstream in parents or [prepared]:
+                for upstream in [step_tasks[p] for p in _parents(pipeline, key)] or \
+                        ([prepared] if prepared else []):
                     upstream >> step_op
-            if limits or services:
+            if prepared:
                 # Gives the run's slots back and stops its services, whatever happened.
-                ended = cleanup_task(run).as_teardown(setups=prepared)
+                ended = cleanup_task(run, job_run).as_teardown(setups=prepared)
                 for step_op in step_tasks.values():
                     step_op >> ended
 
+        def group(group_id: str, runs: Any) -> Any:
+            return task_group(group_id=group_id)(pipeline_run).partial(
+                job_run=snapshot.output).expand(run=runs)
+
         groups = []
         if lanes == 1:
-            groups.append(task_group(group_id="pipeline_run")(pipeline_run).expand(run=planned))
+            groups.append(group("pipeline_run", planned))
         for lane in range(lanes if lanes > 1 else 0):
             # Airflow maps at most max_map_length instances per group: one group per slice.
             @task(task_id=f"plan_slice_{lane + 1}")
@@ -339,8 +349,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
                 return runs[lane * max_map_length:(lane + 1) * max_map_length]
 
             group_id = "pipeline_run" if lane == 0 else f"pipeline_run_{lane + 1}"
-            groups.append(task_group(group_id=group_id)(pipeline_run).expand(
-                run=plan_slice(planned)))
+            groups.append(group(group_id, plan_slice(planned)))
 
         # A teardown: runs whatever the pipeline runs did, and does not decide the DAG
         # run's state (a failed pipeline run still fails the DAG run).
@@ -372,50 +381,53 @@ def run_limits(job: JobDefinition, settings: Settings) -> list[tuple[str, int]]:
     return limits
 
 
-def prepare_task(job: JobDefinition, run, limits: list[tuple[str, int]]):
+def _parents(pipeline, key: str) -> list[str]:
+    return [p for p in pipeline.steps[key].incoming if p in pipeline.steps]
+
+
+def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]):
     """Wait for a run slot (if limited), check the snapshot out, start the services."""
     from airflow.sdk import task
 
     @task(task_id="prepare", map_index_template="{{ orchest_run_label }}")
-    def prepare(run: dict[str, Any], dag_run=None, ti=None) -> None:
+    def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
 
         from .config import load_settings
-        from .core.plan import prepare_run_folder
+        from .core.rundesc import describe
         from .core.settings import step_owner
-        from .operators.run import admit_or_wait, start_services
-        from .operators.snapshot import fail
+        from .operators.run import admit_or_wait, check_out, start_services
 
-        get_current_context()["orchest_run_label"] = run["label"]  # names the map index
+        desc = describe(run, job_run)
+        get_current_context()["orchest_run_label"] = desc.label  # names the map index
         settings = load_settings()
         if limits:
-            admit_or_wait(settings, run, limits, dag_run, ti)
+            admit_or_wait(settings, desc, limits, dag_run, ti)
         owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
-        try:
-            prepare_run_folder(settings.store_dir / "snapshots", run, owner)
-        except OrchestError as exc:
-            raise fail(exc) from None
-        if run.get("has_services"):
-            start_services(settings, job, run, owner)
+        check_out(settings, desc, owner, dag_run, ti, peers=[])
+        if desc.job.has_services:
+            start_services(settings, job, desc)
 
-    return prepare(run)
+    return prepare(run, job_run)
 
 
-def cleanup_task(run):
+def cleanup_task(run, job_run):
     """The run's teardown: stop its services, give its run slots back."""
     from airflow.sdk import task
 
     @task(task_id="cleanup", map_index_template="{{ orchest_run_label }}")
-    def cleanup(run: dict[str, Any]) -> None:
+    def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
         from airflow.sdk import get_current_context
 
         from .config import load_settings
+        from .core.rundesc import describe
         from .operators.run import end_run
 
-        get_current_context()["orchest_run_label"] = run["label"]
-        end_run(load_settings(), run)
+        desc = describe(run, job_run)
+        get_current_context()["orchest_run_label"] = desc.label
+        end_run(load_settings(), desc)
 
-    return cleanup(run)
+    return cleanup(run, job_run)
 
 
 def finalize_task(job: JobDefinition):
@@ -450,8 +462,9 @@ def finalize_task(job: JobDefinition):
     return finalize()
 
 
-def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: Settings,
-              parallelism: int | None, services: bool = False, **kwargs):
+def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, job_run,
+              settings: Settings, parallelism: int | None, services: bool = False,
+              checkout_peers: list[str] | None = None, **kwargs):
     from .operators.step import OrchestStepOperator
 
     step = job.pipeline.steps[step_uuid]
@@ -462,6 +475,8 @@ def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, settings: S
         step=step,
         project_uuid=job.project.uuid,
         run=run,
+        job_run=job_run,
+        checkout_peers=checkout_peers,
         data_dir=str(settings.data_dir),
         network_mode=settings.network_mode,
         docker_url=settings.docker_url,

@@ -50,6 +50,7 @@ class JobDefinition:
     def fingerprint(self) -> str:
         """Hash of every file the DAG depends on: a changed step file is a new DAG version."""
         digest = hashlib.blake2b(digest_size=10)
+        digest.update((self.frozen_snapshot or "").encode())
         for path in sorted(set(self.source_files)):
             digest.update(os.fsencode(path))
             digest.update(file_digest(path))

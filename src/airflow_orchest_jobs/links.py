@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperatorLink
@@ -21,12 +20,19 @@ class NotebookHtmlLink(BaseOperatorLink):
         step, run = getattr(operator, "step", None), getattr(operator, "run", None)
         if step is None or not step.is_notebook or not isinstance(run, dict):
             return ""
+        from .core.rundesc import describe
+
+        job_run = getattr(operator, "job_run", None)
+        try:
+            run_dir = describe(run, job_run if isinstance(job_run, dict) else None).run_dir
+        except (KeyError, TypeError, ValueError):
+            return ""  # not rendered (the task did not run)
         container_path = operator.pipeline.step_container_path(step)
         if not container_path.startswith(PROJECT_DIR + "/"):
             return ""  # a notebook under /data/: its HTML is in the data folder
         inside = posixpath.relpath(container_path, PROJECT_DIR)
         html = posixpath.splitext(inside)[0] + ".html"
-        relative = f"{Path(run['run_dir']).name}/project/{html}"
+        relative = f"{run_dir.name}/project/{html}"
         from airflow.configuration import conf
 
         base = conf.get("api", "base_url", fallback="") or ""

@@ -47,23 +47,37 @@ def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects):
 
 
 def test_dag_shape(projects):
+    """No task only to prepare: the first step makes the run's copy; runs read two XComs."""
     dag = build_dags(_settings(projects))["orchest__demo__main"]
     ids = set(dag.task_dict)
-    assert ids == {"snapshot", "plan", "pipeline_run.prepare", "pipeline_run.generate",
-                   "pipeline_run.analyse", "pipeline_run.publish", "finalize"}
+    assert ids == {"snapshot", "plan", "pipeline_run.generate", "pipeline_run.analyse",
+                   "pipeline_run.publish", "finalize"}
     t = dag.task_dict
     assert t["finalize"].is_teardown and t["snapshot"].is_setup
     assert {"pipeline_run.publish"} <= t["finalize"].upstream_task_ids
 
-    def upstream(task_id):  # every task in the group also reads the planned run
-        return t[task_id].upstream_task_ids - {"plan"}
+    def upstream(task_id):  # every task in the group reads its run key and the job run
+        return t[task_id].upstream_task_ids - {"plan", "snapshot"}
 
-    assert upstream("pipeline_run.generate") == {"pipeline_run.prepare"}
+    assert upstream("pipeline_run.generate") == set()
     assert upstream("pipeline_run.analyse") == {"pipeline_run.generate"}
     assert upstream("pipeline_run.publish") == {"pipeline_run.analyse"}
-    assert t["pipeline_run.prepare"].upstream_task_ids == {"plan"}
+    assert t["pipeline_run.generate"].upstream_task_ids == {"plan", "snapshot"}
+    assert t["pipeline_run.generate"].checkout_peers == ["generate"]
+    assert t["pipeline_run.analyse"].checkout_peers is None
     assert t["pipeline_run.publish"].map_index_template == "{{ task.run['label'] }}"
     assert t["pipeline_run.analyse"].task_display_name == "Analyse"
+
+
+def test_runs_with_services_or_limits_get_a_prepare_task_and_a_teardown(projects):
+    dag = build_dags(_settings(projects, max_parallel_pipeline_runs="2"))["orchest__demo__main"]
+    t = dag.task_dict
+    assert t["pipeline_run.generate"].upstream_task_ids == {"plan", "snapshot",
+                                                           "pipeline_run.prepare"}
+    assert t["pipeline_run.generate"].checkout_peers is None  # prepare makes the copy
+    assert t["pipeline_run.cleanup"].is_teardown
+    assert {"pipeline_run.publish", "pipeline_run.analyse"} <= \
+        t["pipeline_run.cleanup"].upstream_task_ids
 
 
 def test_trigger_form_is_prefilled(projects):
@@ -143,3 +157,25 @@ def test_dag_file_loads_in_a_dagbag(projects, airflow_home, monkeypatch):
     assert bag.import_errors == {}
     assert {"orchest__demo__main", "orchest_job__demo__nightly",
             "orchest_invalid__broken__main.orchest"} <= set(bag.dag_ids)
+
+
+def test_a_frozen_jobs_dag_is_built_from_its_job_state_without_touching_the_snapshot(projects):
+    """Parsing reads the frozen pipeline from the job state: the project may change."""
+    from airflow_orchest_jobs.core.jobstate import FrozenJob, JobStates
+    from airflow_orchest_jobs.core.pipeline import load_pipeline
+
+    settings = _settings(projects)
+    project = settings.projects_dir / "demo"
+    frozen = load_pipeline(project / "main.orchest", project).document
+    frozen["steps"][GEN]["title"] = "Generate (frozen)"
+    JobStates(settings.store_dir).put(FrozenJob(
+        job_key="orchest_job__demo__nightly", snapshot_id="0" * 64, images={},
+        pipeline="main.orchest", created_at="2026-12-01T00:00:00+00:00",
+        extra={"pipeline_document": frozen}))
+    live = json.loads((project / "main.orchest").read_text())
+    live["steps"][GEN]["title"] = "Generate (edited later)"
+    (project / "main.orchest").write_text(json.dumps(live))
+    dag = build_dags(settings)["orchest_job__demo__nightly"]
+    names = {task.task_display_name for task in dag.tasks}
+    assert "Generate (frozen)" in names and "Generate (edited later)" not in names
+    assert not (settings.store_dir / "snapshots").exists()  # no view was checked out

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.errors import OrchestError
 from ..core.jobstate import JobStates
+from ..core.layout import StoreLayout
 from ..core.retention import apply_retention, collect_snapshots, folder_size, pipeline_runs
 from ..core.settings import Settings
 
@@ -37,7 +38,7 @@ def run_show(args: argparse.Namespace) -> int:
     store = _store(args)
     dags = sorted({s.extra.get("dag_id", s.job_key.split("/")[0])
                    for s in JobStates(store).all()} |
-                  {p.name for p in (store / "runs").glob("*") if p.is_dir()})
+                  {p.name for p in StoreLayout(store).runs.glob("*") if p.is_dir()})
     report = []
     for dag_id in args.dag_ids or dags:
         runs = pipeline_runs(store, dag_id)

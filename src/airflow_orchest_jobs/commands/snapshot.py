@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.layout import StoreLayout
 from ..core.settings import Settings
 from ..core.snapshot import SnapshotStore
 
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def open_store(args: argparse.Namespace) -> SnapshotStore:
-    root = args.store or Settings.from_environment().store_dir / "snapshots"
+    root = args.store or StoreLayout(Settings.from_environment().store_dir).snapshots
     return SnapshotStore(root)
 
 

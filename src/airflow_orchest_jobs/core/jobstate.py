@@ -9,13 +9,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import OrchestError
+from .layout import StoreLayout, safe_name
 from .snapshot.fsops import write_atomically
 
 
@@ -31,16 +31,13 @@ class FrozenJob:
     extra: dict = field(default_factory=dict)
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe, still readable rendering of a job key or run id."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:200]
 
 
 class JobStates:
     """Frozen jobs under ``<store_dir>/jobs``."""
 
     def __init__(self, store_dir: Path):
-        self.root = Path(store_dir) / "jobs"
+        self.root = StoreLayout(Path(store_dir)).jobs
 
     def _path(self, job_key: str) -> Path:
         return self.root / f"{safe_name(job_key)}.json"

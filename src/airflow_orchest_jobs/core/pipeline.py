@@ -40,11 +40,23 @@ def load_pipeline(
     problems = schema.check("pipeline", raw, file)
     if problems:
         raise OrchestError(problems)
-    source_version = raw.get("version") or None
-    doc = migrate(raw)
+    pipeline = pipeline_from_document(migrate(raw), path, project_dir,
+                                      source_version=raw.get("version") or None)
+    problems = check_pipeline(pipeline, environments, data_dir, check_files)
+    if problems:
+        raise OrchestError(problems)
+    return pipeline
+
+
+def pipeline_from_document(doc: dict, path: Path, project_dir: Path,
+                           source_version: str | None = None) -> Pipeline:
+    """The typed pipeline of an already migrated and validated document (no file access).
+
+    A frozen job's pipeline is built this way from its job state at every parse.
+    """
     steps = {key: _step(key, value) for key, value in doc["steps"].items()}
     settings = doc["settings"]
-    pipeline = Pipeline(
+    return Pipeline(
         path=path,
         project_dir=project_dir,
         name=doc["name"],
@@ -61,10 +73,6 @@ def load_pipeline(
         services=doc["services"],
         document=doc,
     )
-    problems = check_pipeline(pipeline, environments, data_dir, check_files)
-    if problems:
-        raise OrchestError(problems)
-    return pipeline
 
 
 def _step(key: str, value: dict) -> Step:

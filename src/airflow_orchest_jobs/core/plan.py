@@ -7,17 +7,20 @@ the step containers see as ``/project-dir``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import OrchestError
 from .model import Pipeline
 from .request import RunRequest
+from .rundesc import JobRun, RunDescription, RunKey
 from .snapshot.fsops import write_atomically
 
 
@@ -33,17 +36,12 @@ def lanes_needed(count: int, max_map_length: int) -> int:
 def plan_runs(
     pipeline: Pipeline,
     request: RunRequest,
+    job: JobRun,
     *,
-    run_root: Path,
-    job_run_key: str,
-    snapshot_id: str,
-    images: Mapping[str, str],
     lanes: int,
     max_map_length: int,
-    env_sources: list[str] | tuple[str, ...] = (),
-    has_services: bool = False,
 ) -> list[dict[str, Any]]:
-    """Write each selected run's definition; return one description per run.
+    """Write each selected run's definition; return one :class:`RunKey` dict per run.
 
     Airflow maps at most ``max_map_length`` instances per mapped group, so a DAG has
     ``lanes`` copies of the group, each taking a slice; a grid that needs more lanes
@@ -58,36 +56,22 @@ def plan_runs(
             f"{max_map_length}); select fewer runs, put the bigger grid in the parameters "
             "file (the DAG then gets more groups), or raise [core] max_map_length "
             "(AIRFLOW__CORE__MAX_MAP_LENGTH)")
-    plain_env = {k: v for k, v in request.env_variables.items() if isinstance(v, str)}
-    secret_env = {k: v for k, v in request.env_variables.items() if not isinstance(v, str)}
-    out: list[dict[str, Any]] = []
+    run_root = Path(job.run_root)
+    keys: list[RunKey] = []
+    index_entries: list[dict[str, Any]] = []
     for position, index in enumerate(request.runs):
-        folder = run_root / f"run-{index:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        definition = folder / "pipeline.json"
-        write_atomically(definition, json.dumps(pipeline.definition(request.grid.run(index)),
-                                                indent=2).encode(), folder, durable=False)
-        out.append({
-            "index": index,
-            "position": position,
-            "label": request.grid.label(index),
-            "job_run_key": job_run_key,
-            "has_services": has_services,
-            "run_uuid": run_uuid(job_run_key, index),
-            "run_dir": str(folder),
-            "project_dir": str(folder / "project"),
-            "definition": str(definition),
-            "pipeline_rel": str(pipeline.rel_path),
-            "snapshot_id": snapshot_id,
-            "images": dict(images),
-            "env": plain_env,
-            "secret_env": secret_env,
-            "env_sources": list(env_sources),
-        })
-    write_run_index(run_root, [
-        {"index": run["index"], "label": run["label"], "run_uuid": run["run_uuid"],
-         "parameters": request.grid.run(run["index"])} for run in out])
-    return out
+        key = RunKey(index=index, position=position, label=request.grid.label(index),
+                     run_uuid=run_uuid(job.job_run_key, index))
+        parameters = request.grid.run(index)
+        desc = RunDescription(job=job, key=key)
+        desc.run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(desc.definition, json.dumps(pipeline.definition(parameters),
+                                                     indent=2).encode(),
+                         desc.run_dir, durable=False)
+        keys.append(key)
+        index_entries.append({**key.to_dict(), "parameters": parameters})
+    write_run_index(run_root, index_entries)
+    return [key.to_dict() for key in keys]
 
 
 #: In a job run's folder: one entry per selected pipeline run, in grid order.
@@ -113,7 +97,11 @@ def read_run_index(run_root: Path) -> list[dict[str, Any]]:
         return []
 
 
-def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any],
+#: In a run's folder: which clear of the DAG run its project copy was made for.
+CHECKOUT_MARKER = "checkout.json"
+
+
+def prepare_run_folder(snapshots_root: Path, run: RunDescription,
                        owner: tuple[int, int] | None = None) -> None:
     """Fresh checkout of the snapshot, with the run's definition over the pipeline file.
 
@@ -123,16 +111,57 @@ def prepare_run_folder(snapshots_root: Path, run: Mapping[str, Any],
     from .failfast import clear_failure
     from .snapshot.store import SnapshotStore, remove_tree
 
-    clear_failure(Path(run["run_dir"]))
-    dest = Path(run["project_dir"])
+    clear_failure(run.run_dir)
+    dest = run.project_dir
     if dest.exists():
         remove_tree(dest)
-    SnapshotStore(snapshots_root).checkout(run["snapshot_id"], dest)
-    target = dest / run["pipeline_rel"]
+    SnapshotStore(snapshots_root).checkout(run.job.snapshot_id, dest)
+    target = dest / run.job.pipeline_rel
     target.unlink(missing_ok=True)
-    target.write_bytes(Path(run["definition"]).read_bytes())
+    target.write_bytes(run.definition.read_bytes())
     if owner is not None:
         hand_over(dest, owner)
+
+
+def ensure_checkout(snapshots_root: Path, run: RunDescription, generation: int,
+                    owner: tuple[int, int] | None,
+                    others_rerunning: Callable[[], bool]) -> bool:
+    """Check the run's copy out once, by whichever of its first tasks starts first.
+
+    ``generation`` is the DAG run's clear count: a copy made before the last clear is
+    made afresh only when the whole run re-runs (``others_rerunning``: the run's other
+    first tasks were cleared too), never under a step that kept its result. Returns
+    whether this call made the copy.
+    """
+    marker = run.run_dir / CHECKOUT_MARKER
+    with _locked(run.run_dir / ".checkout.lock"):
+        try:
+            made_for = int(json.loads(marker.read_text())["generation"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            made_for = None
+        if made_for is not None and (made_for >= generation or not others_rerunning()):
+            if made_for < generation:
+                _write_marker(marker, generation)
+            return False
+        prepare_run_folder(snapshots_root, run, owner)
+        _write_marker(marker, generation)
+        return True
+
+
+def _write_marker(marker: Path, generation: int) -> None:
+    write_atomically(marker, json.dumps({"generation": generation}).encode(), marker.parent,
+                     durable=False)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def hand_over(folder: Path, owner: tuple[int, int]) -> None:

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .jobstate import JobStates, safe_name
+from .jobstate import JobStates
+from .layout import StoreLayout, safe_name
 
 FINISHED = ".finished"
 
@@ -40,7 +41,7 @@ class CleanReport:
 
 
 def dag_runs_root(store_dir: Path, dag_id: str) -> Path:
-    return store_dir / "runs" / safe_name(dag_id)
+    return StoreLayout(store_dir).dag_runs(dag_id)
 
 
 def mark_finished(run_root: Path) -> None:
@@ -112,7 +113,7 @@ def collect_snapshots(store_dir: Path, candidates: set[str]) -> int:
     """
     from .snapshot.store import SnapshotStore
 
-    store = SnapshotStore(store_dir / "snapshots")
+    store = SnapshotStore(StoreLayout(store_dir).snapshots)
     referenced = {state.snapshot_id for state in JobStates(store_dir).all()}
     for snapshot_id in candidates - referenced:
         if store.exists(snapshot_id):

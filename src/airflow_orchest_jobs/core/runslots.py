@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .layout import StoreLayout
 from .snapshot.fsops import write_atomically
 
 INSTALLATION = "installation"
@@ -57,7 +58,7 @@ class RunSlots:
     """Slot leases under ``<store_dir>/run-slots/<scope>/<run uuid>.json``."""
 
     def __init__(self, store_dir: Path):
-        self.root = Path(store_dir) / "run-slots"
+        self.root = StoreLayout(Path(store_dir)).run_slots
 
     def try_admit(self, ticket: Ticket, limits: Sequence[tuple[str, int]],
                   is_live: Callable[[str, str], bool]) -> Admission:

@@ -49,6 +49,18 @@ class Scan:
         return [p for problems in self.problems.values() for p in problems]
 
 
+def snapshot_pipeline(snapshots_root: Path, snapshot_id: str, pipeline_rel: str,
+                      environment_images: Mapping[str, str]) -> Pipeline:
+    """A pipeline as a snapshot holds it (from a read-only view of the store)."""
+    from .snapshot.store import SnapshotStore
+
+    view = SnapshotStore(snapshots_root).view(snapshot_id)
+    return load_pipeline(view.root / pipeline_rel, view.root,
+                         environments=known_environments(Project(view.root),
+                                                         environment_images),
+                         check_files=True)
+
+
 def known_environments(project: Project, environment_images: Mapping[str, str]):
     """Environment uuids a step may name; None when ``"*"`` maps every environment."""
     if "*" in environment_images:

@@ -9,10 +9,12 @@ worker or a cancelled DAG run left behind.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from ..core.layout import StoreLayout
+from ..core.rundesc import RunDescription
 from ..core.runslots import RunSlots, Ticket
 from ..core.services import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, job_services
 
@@ -22,13 +24,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Task instance states of a task that ran (it was not cleared).
+FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
 #: DAG run states in which a job run still owns its slots and services.
 LIVE_STATES = ("queued", "running")
 #: Seconds a waiting run sleeps before asking again: more the further back in line.
 MIN_WAIT, MAX_WAIT = 2, 30
 
 
-def admit_or_wait(settings: Settings, run: Mapping[str, Any],
+def admit_or_wait(settings: Settings, run: RunDescription,
                   limits: list[tuple[str, int]], dag_run: Any, ti: Any) -> None:
     """Take the run's slots, or give the worker slot back until it may start.
 
@@ -37,8 +41,8 @@ def admit_or_wait(settings: Settings, run: Mapping[str, Any],
     """
     from airflow.sdk.exceptions import AirflowRescheduleException
 
-    ticket = Ticket(run_uuid=run["run_uuid"], dag_id=dag_run.dag_id, run_id=dag_run.run_id,
-                    position=int(run["position"]), run_root=str(_run_root(run)))
+    ticket = Ticket(run_uuid=run.run_uuid, dag_id=dag_run.dag_id, run_id=dag_run.run_id,
+                    position=run.key.position, run_root=run.job.run_root)
 
     def is_live(dag_id: str, run_id: str) -> bool:
         try:
@@ -55,8 +59,41 @@ def admit_or_wait(settings: Settings, run: Mapping[str, Any],
     raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=wait))
 
 
-def start_services(settings: Settings, job: JobDefinition, run: Mapping[str, Any],
-                   owner: tuple[int, int]) -> None:
+def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
+              dag_run: Any, ti: Any, peers: Sequence[str]) -> None:
+    """Make the run's project copy if this is the first of its first tasks to start.
+
+    ``peers``: the run's other first tasks (task ids inside the group) that may make
+    it; after a clear, the copy is made afresh only when they were cleared too.
+    """
+    from ..core.errors import OrchestError
+    from ..core.plan import ensure_checkout
+    from .snapshot import fail
+
+    group = ti.task_id.rpartition(".")[0]
+    others = [f"{group}.{peer}" if group else peer for peer in peers]
+    others = [task_id for task_id in others if task_id != ti.task_id]
+
+    def others_rerunning() -> bool:
+        if not others:
+            return True
+        states = ti.get_task_states(dag_id=ti.dag_id, map_index=ti.map_index,
+                                    task_ids=others, run_ids=[ti.run_id])
+        found = states.get(ti.run_id, {})
+        return not any(str(found.get(f"{task_id}_{ti.map_index}")) in FINISHED
+                       for task_id in others)
+
+    try:
+        made = ensure_checkout(StoreLayout(settings.store_dir).snapshots, run,
+                               int(getattr(dag_run, "clear_number", 0) or 0), owner,
+                               others_rerunning)
+    except OrchestError as exc:
+        raise fail(exc) from None
+    if made:
+        log.info("Checked out snapshot %s into %s", run.job.snapshot_id, run.project_dir)
+
+
+def start_services(settings: Settings, job: JobDefinition, run: RunDescription) -> None:
     """Start the run's services (and the holder of its network namespace), or fail."""
     from ..core.errors import OrchestError
     from ..core.services import service_specs
@@ -66,7 +103,7 @@ def start_services(settings: Settings, job: JobDefinition, run: Mapping[str, Any
     from .step import run_variables
 
     try:
-        specs = service_specs(job.pipeline, run["run_uuid"], job.project.uuid)
+        specs = service_specs(job.pipeline, run.run_uuid, job.project.uuid)
     except OrchestError as exc:
         raise fail(exc) from None
     plain, private = run_variables(run)
@@ -74,26 +111,26 @@ def start_services(settings: Settings, job: JobDefinition, run: Mapping[str, Any
     client = docker_client(settings.docker_url)
     try:
         holder = start_run_services(
-            client, run["run_uuid"], specs, run["images"], settings.network_mode,
-            settings.data_dir, run["project_dir"], {**private, **plain},
-            job_key=_job_run_key(run), holder_image=run["images"].get(image_key(first_step)))
+            client, run.run_uuid, specs, run.images, settings.network_mode,
+            settings.data_dir, run.project_dir, {**private, **plain},
+            job_key=run.job.job_run_key, holder_image=run.images.get(image_key(first_step)))
     except ServiceStartError as exc:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"{exc}\nNo step of this pipeline run was started.") \
             from None
     log.info("Services up for run %s (%s) in the namespace of %s",
-             run["label"], ", ".join(s.name for s in specs), holder)
+             run.label, ", ".join(s.name for s in specs), holder)
 
 
-def end_run(settings: Settings, run: Mapping[str, Any]) -> None:
+def end_run(settings: Settings, run: RunDescription) -> None:
     """Stop the run's services and give its slots back (idempotent)."""
-    RunSlots(settings.store_dir).release(run["run_uuid"])
-    if run.get("has_services"):
+    RunSlots(settings.store_dir).release(run.run_uuid)
+    if run.job.has_services:
         from ..images import docker_client
         from .services import stop_run_services
 
-        removed = stop_run_services(docker_client(settings.docker_url), run["run_uuid"])
+        removed = stop_run_services(docker_client(settings.docker_url), run.run_uuid)
         if removed:
             log.info("Stopped and removed %s", ", ".join(removed))
 
@@ -142,11 +179,3 @@ def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     return len(boxes)
 
 
-def _run_root(run: Mapping[str, Any]) -> Any:
-    from pathlib import Path
-
-    return Path(run["run_dir"]).parent
-
-
-def _job_run_key(run: Mapping[str, Any]) -> str:
-    return str(run["job_run_key"])

@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from ..core.errors import OrchestError
-from ..core.jobstate import FrozenJob, JobStates, safe_name
+from ..core.jobstate import FrozenJob, JobStates
+from ..core.layout import StoreLayout
+from ..core.rundesc import JobRun
 from ..core.services import job_services
+from ..core.variables import split_values
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -45,7 +48,7 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
 
 
 def run_root(settings: Settings, dag_id: str, run_id: str) -> Path:
-    return settings.store_dir / "runs" / safe_name(dag_id) / safe_name(run_id)
+    return StoreLayout(settings.store_dir).job_run(dag_id, run_id)
 
 
 class OrchestSnapshotOperator(BaseOperator):
@@ -60,6 +63,7 @@ class OrchestSnapshotOperator(BaseOperator):
         self.job = job
 
     def execute(self, context: Context) -> dict[str, Any]:
+        """Returns the job run's :class:`JobRun` (what all its pipeline runs share)."""
         from ..config import load_settings
 
         settings = load_settings()
@@ -85,14 +89,19 @@ class OrchestSnapshotOperator(BaseOperator):
         else:
             self.log.info("Reusing the job's snapshot %s and frozen images %s (created %s)",
                           state.snapshot_id, state.images, state.created_at)
-        return {
-            "env_sources": self._env_sources(),
-            "job_key": key,
-            "job_run_key": f"{self.job.dag_id}/{dag_run.run_id}",
-            "snapshot_id": state.snapshot_id,
-            "images": state.images,
-            "run_root": str(run_root(settings, self.job.dag_id, dag_run.run_id)),
-        }
+        plain, references = split_values(request.env_variables)
+        return JobRun(
+            job_key=key,
+            job_run_key=f"{self.job.dag_id}/{dag_run.run_id}",
+            run_root=str(run_root(settings, self.job.dag_id, dag_run.run_id)),
+            snapshot_id=state.snapshot_id,
+            pipeline_rel=str(self.job.pipeline.rel_path),
+            images=state.images,
+            env=plain,
+            secret_env=references,
+            env_sources=tuple(self._env_sources()),
+            has_services=bool(job_services(self.job.pipeline.services)),
+        ).to_dict()
 
     def _env_sources(self) -> list[str]:
         """The project's and the pipeline's Airflow Variables that exist, checked now.
@@ -121,6 +130,7 @@ class OrchestSnapshotOperator(BaseOperator):
         return found
 
     def _create_job(self, settings: Settings, key: str) -> FrozenJob:
+        from ..core.scan import snapshot_pipeline
         from ..core.services import service_image_refs
         from ..core.snapshot.store import SnapshotStore
         from ..images import (
@@ -137,14 +147,20 @@ class OrchestSnapshotOperator(BaseOperator):
                     env, job.project.uuid, settings.environment_images))}
         frozen = freeze(docker_client(settings.docker_url), refs,
                         job_image_owner(settings.store_dir, key))
-        snapshot = SnapshotStore(settings.store_dir / "snapshots").create(job.project.path)
+        layout = StoreLayout(settings.store_dir)
+        snapshot = SnapshotStore(layout.snapshots).create(job.project.path)
         self.log.info("Snapshot %s: %d files, %d bytes", snapshot.id, snapshot.file_count,
                       snapshot.total_bytes)
+        extra: dict[str, Any] = {"dag_id": job.dag_id, "project": str(job.project.path)}
+        if job.snapshot == "per_job":  # its DAG is built from this document at every parse
+            extra["pipeline_document"] = snapshot_pipeline(
+                layout.snapshots, snapshot.id, str(job.pipeline.rel_path),
+                settings.environment_images).document
         return FrozenJob(
             job_key=key,
             snapshot_id=snapshot.id,
             images=frozen,
             pipeline=str(job.pipeline.rel_path),
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            extra={"dag_id": job.dag_id, "project": str(job.project.path)},
+            extra=extra,
         )

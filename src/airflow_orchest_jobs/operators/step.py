@@ -1,17 +1,15 @@
 """One Orchest pipeline step as a Docker container (the docker provider's DockerOperator).
 
-The operator is created at DAG-parse time inside a mapped task group, so everything that
-differs per pipeline run arrives at run time in one templated field, ``run`` (a dict from
-the ``plan`` task's XCom). ``execute`` turns it into the run contract
-(:mod:`airflow_orchest_jobs.core.contract`): the run's project copy at /project-dir,
-/data, the runner mounted read-only, Orchest's variables, the job's pinned image.
-
-Keys of ``run`` read here: ``label``, ``run_uuid``, ``project_dir`` (host path of the
-run's project copy), ``images`` ({image key: pinned reference}), optional ``env``
-({name: value}), ``secret_env`` ({name: {"airflow_variable": ...} or
-{"airflow_connection": ..., "field": ...}}) and ``run_dir`` (host folder of the run, where
-the runner is staged and step slots are counted; without it the package's runtime folder
-is mounted directly).
+The operator is created at DAG-parse time inside a mapped task group, so what differs
+per pipeline run arrives at run time in two templated fields: ``run`` (the mapped
+:class:`~airflow_orchest_jobs.core.rundesc.RunKey`) and ``job_run`` (the shared
+:class:`~airflow_orchest_jobs.core.rundesc.JobRun`, the ``snapshot`` task's XCom). A
+hand-built DAG may instead give ``run`` whole (the flat form of
+:func:`~airflow_orchest_jobs.core.rundesc.describe`). ``execute`` turns the description
+into the run contract (:mod:`airflow_orchest_jobs.core.contract`): the run's project copy
+at /project-dir, /data, the runner mounted read-only, Orchest's variables, the job's
+pinned image. A first step of a run without a ``prepare`` task makes the run's project
+copy itself (``checkout_peers``), once, under a lock.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ from ..core.contract import (
     PROJECT_DIR,
     RUNNER_DIR,
     RUNNER_IMAGE_VARIABLE,
-    runner_dir,
     stage_runner,
     step_command,
     step_environment,
@@ -45,6 +42,7 @@ from ..core.contract import (
     step_working_dir,
 )
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
+from ..core.rundesc import RunDescription, describe
 from ..core.settings import step_owner
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
@@ -63,13 +61,15 @@ LABEL_PROJECT = "orchest-jobs.project-uuid"
 STOP_TIMEOUT = 5
 #: Seconds between two looks at the run's fail-fast marker while a step runs.
 WATCH_INTERVAL = 0.5
-REQUIRED_RUN_KEYS = ("label", "run_uuid", "project_dir", "images")
+#: Keys a mapped run key needs; a run given whole needs these too.
+RUN_KEYS = ("index", "label", "run_uuid")
+FLAT_RUN_KEYS = ("index", "label", "run_uuid", "run_dir", "images")
 
 
 class OrchestStepOperator(DockerOperator):
     """Run one step of one pipeline run in its environment's (pinned) image."""
 
-    template_fields: Sequence[str] = ("run",)
+    template_fields: Sequence[str] = ("run", "job_run")
     # DockerOperator reads templated strings ending in .sh as template files: not here.
     template_ext: Sequence[str] = ()
     ui_color = "#e6f0ff"
@@ -83,6 +83,8 @@ class OrchestStepOperator(DockerOperator):
         project_uuid: str,
         run: Any,
         data_dir: str,
+        job_run: Any = None,
+        checkout_peers: Sequence[str] | None = None,
         network_mode: str = "bridge",
         docker_url: str | None = None,
         max_steps_parallelism: int | None = None,
@@ -105,6 +107,10 @@ class OrchestStepOperator(DockerOperator):
         self.step = step
         self.project_uuid = project_uuid
         self.run = run
+        self.job_run = job_run
+        #: Set on a run's first steps when no task makes the run's copy before them: the
+        #: task ids of all of them (whichever starts first makes it).
+        self.checkout_peers = list(checkout_peers) if checkout_peers is not None else None
         self.data_dir = data_dir
         self.max_steps_parallelism = max_steps_parallelism
         self.step_user = step_user
@@ -114,17 +120,18 @@ class OrchestStepOperator(DockerOperator):
         self.image_key = image_key(step)
 
     def execute(self, context: Context) -> Any:
-        run = self.run
-        _check_run(run)
-        context["orchest_run_label"] = run["label"]  # type: ignore[typeddict-unknown-key]
+        run = _describe(self.run, self.job_run)
+        context["orchest_run_label"] = run.label  # type: ignore[typeddict-unknown-key]
         self.container = None  # type: ignore[assignment]
         self._aborted_by: FailedStep | None = None
-        run_dir = run.get("run_dir")
-        if self.fail_fast and run_dir:
+        run_dir = str(run.run_dir)
+        if self.checkout_peers is not None:
+            self._check_out(run, context)
+        if self.fail_fast:
             self._skip_if_run_failed(run_dir, context)
         self._configure(run)
         self.log.info("Step %r (%s), run %s: %s in %s", self.step.title, self.step.uuid,
-                      run["label"], self.command[-1], self.image)
+                      run.label, self.command[-1], self.image)
         self._connect()
         with _step_slot(run_dir, self.max_steps_parallelism, self.log), \
                 self._watching_for_failure(run_dir):
@@ -141,6 +148,13 @@ class OrchestStepOperator(DockerOperator):
                 raise
             finally:
                 self._remove_container(stop=False)
+
+    def _check_out(self, run: RunDescription, context: Context) -> None:
+        from ..config import load_settings
+        from .run import check_out
+
+        check_out(load_settings(), run, step_owner(self.step_user, os.geteuid(), os.getegid()),
+                  context["dag_run"], context["ti"], peers=self.checkout_peers or [])
 
     def _skip_if_run_failed(self, run_dir: str, context: Context) -> None:
         """Fail-fast: a step of a run that already failed never starts.
@@ -200,37 +214,37 @@ class OrchestStepOperator(DockerOperator):
                                            ti.map_index)):
             self.log.info("Fail-fast: stopping the other steps of this pipeline run")
 
-    def _failure(self, run: Mapping[str, Any], exc: Exception) -> str:
+    def _failure(self, run: RunDescription, exc: Exception) -> str:
         """Which step failed, how, and where its output is kept."""
         found = re.search(r"'StatusCode': (-?\d+)", str(exc))
         code = int(found.group(1)) if found else None
-        log_file = Path(run["project_dir"]) / step_log_path(self.pipeline.uuid, self.step.uuid)
+        log_file = run.project_dir / step_log_path(self.pipeline.uuid, self.step.uuid)
         how = f"exited with code {code}" if code is not None else str(exc)
         if code == 127:
             how += " (a program it needs is missing from the image, see above)"
-        return (f"Step {self.step.title!r} ({self.step.uuid}) of run {run['label']} {how}; "
+        return (f"Step {self.step.title!r} ({self.step.uuid}) of run {run.label} {how}; "
                 f"its output is above and in {log_file}")
 
     def on_kill(self) -> None:
         """Stop and remove the step's container (a killed task leaves nothing running)."""
         self._remove_container(stop=True)
 
-    def _configure(self, run: Mapping[str, Any]) -> None:
+    def _configure(self, run: RunDescription) -> None:
         """The run contract as DockerOperator settings."""
         from docker.types import Mount
 
-        image = run["images"].get(self.image_key)
+        image = run.images.get(self.image_key)
         if not image:
             raise _fail(f"this run has no image for {describe_key(self.image_key)} (the job "
-                        f"froze {sorted(run['images'])}); re-create the job so it freezes one")
+                        f"froze {sorted(run.images)}); re-create the job so it freezes one")
         self.image = image
         if self.joins_run_namespace:
             from ..core.services import holder_name
 
-            self.network_mode = f"container:{holder_name(run['run_uuid'])}"
+            self.network_mode = f"container:{holder_name(run.run_uuid)}"
         plain, private = run_variables(run)
         env = step_environment(plain, pipeline=self.pipeline, step=self.step,
-                               project_uuid=self.project_uuid, run_uuid=run["run_uuid"])
+                               project_uuid=self.project_uuid, run_uuid=run.run_uuid)
         env[RUNNER_IMAGE_VARIABLE] = f"{describe_key(self.image_key)} ({image})"
         uid, gid = step_owner(self.step_user, os.geteuid(), os.getegid())
         self.user = f"{uid}:{gid}"  # never root unless step_user says 0:0
@@ -242,19 +256,18 @@ class OrchestStepOperator(DockerOperator):
         self._private_environment = {**self._private_environment, **private}
         self.command = step_command(self.pipeline, self.step)
         self.working_dir = step_working_dir(self.pipeline, self.step)
-        runner = stage_runner(Path(run["run_dir"]) / "runner") if run.get("run_dir") \
-            else runner_dir()
+        runner = stage_runner(run.run_dir / "runner")
         ensure_data_dir(Path(self.data_dir), (uid, gid))
-        definition = [Mount(DEFINITION_PATH, str(run["definition"]), type="bind",
-                            read_only=True)] if run.get("definition") else []
+        definition = [Mount(DEFINITION_PATH, str(run.definition), type="bind",
+                            read_only=True)] if run.definition.is_file() else []
         self.mounts = [
             *definition,
-            Mount(PROJECT_DIR, str(run["project_dir"]), type="bind"),
+            Mount(PROJECT_DIR, str(run.project_dir), type="bind"),
             Mount(DATA_DIR, str(self.data_dir), type="bind"),
             Mount(RUNNER_DIR, str(runner), type="bind", read_only=True),
             Mount("/tmp", None, type="tmpfs"),
         ]
-        self.labels = {LABEL_RUN: str(run["run_uuid"]), LABEL_STEP: self.step.uuid,
+        self.labels = {LABEL_RUN: run.run_uuid, LABEL_STEP: self.step.uuid,
                        LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid}
 
     def _connect(self) -> None:
@@ -304,12 +317,16 @@ class OrchestStepOperator(DockerOperator):
                                  container["Id"][:12], exc)
 
 
-def _check_run(run: Any) -> None:
-    if not isinstance(run, Mapping):
+def _describe(run: Any, job_run: Any) -> RunDescription:
+    """The run this task is for (a plain failure, never a retry, when it is malformed)."""
+    if not isinstance(run, Mapping) or (job_run is not None and not isinstance(job_run,
+                                                                                 Mapping)):
         raise _fail(f"the run description must be a dict, got {type(run).__name__}")
-    missing = [key for key in REQUIRED_RUN_KEYS if key not in run]
+    required = RUN_KEYS if job_run is not None else FLAT_RUN_KEYS
+    missing = [key for key in required if key not in run]
     if missing:
         raise _fail(f"the run description lacks {', '.join(missing)}")
+    return describe(run, job_run)
 
 
 def _still_failed(context: Context, failed: FailedStep) -> bool:
@@ -341,7 +358,7 @@ def _fail(message: str) -> Exception:
     return AirflowFailException(message)
 
 
-def run_variables(run: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+def run_variables(run: RunDescription) -> tuple[dict[str, str], dict[str, str]]:
     """A run's environment variables with Orchest's precedence, as (plain, private).
 
     Project, then pipeline variables (Airflow Variables named in ``env_sources``), then
@@ -351,9 +368,9 @@ def run_variables(run: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str
     """
     from ..core.variables import merge_levels, parse_level, split_values
 
-    jobs_plain = dict(run.get("env") or {})
-    jobs_refs = dict(run.get("secret_env") or {})
-    levels = [parse_level(key, _variable_text(key)) for key in run.get("env_sources") or ()]
+    jobs_plain = dict(run.job.env)
+    jobs_refs = dict(run.job.secret_env)
+    levels = [parse_level(key, _variable_text(key)) for key in run.job.env_sources]
     below = {k: v for k, v in merge_levels(levels).items()
              if k not in jobs_plain and k not in jobs_refs}
     below_plain, below_refs = split_values(below)
