@@ -7,7 +7,16 @@
 # .js -> node. Output goes to stdout (the Airflow task log) and, as in Orchest, to
 # /project-dir/.orchest/pipelines/$ORCHEST_PIPELINE_UUID/logs/$ORCHEST_STEP_UUID.log.
 # The step's exit status is the runner's. A missing interpreter exits 127 with one line
-# naming the image ($ORCHEST_RUNNER_IMAGE) and the program.
+# naming the image ($ORCHEST_RUNNER_IMAGE) and the program. SIGTERM (docker stop) goes
+# to every process of the step at once; the runner then exits with the step's status.
+
+# As in Orchest: files a step creates are group-writable.
+umask 002
+
+# A stop requested before the step starts: noted now (as PID 1 an untrapped TERM would be
+# ignored), acted on once the step runs.
+stopping=""
+trap 'stopping=1' TERM INT HUP
 
 step_file=${1:?usage: runner.sh STEP_FILE}
 runner_dir=$(dirname "$0")
@@ -87,17 +96,30 @@ export PYTHONUNBUFFERED="${PYTHONUNBUFFERED:-1}"
 
 # Tee through a FIFO, keeping the step's own exit status: the step runs in the
 # background so a TERM sent to this shell (PID 1, docker stop) reaches it, and every
-# process it started, at once. tee ignores TERM: it ends when the step's output does.
+# process of this process group, at once. tee is started with TERM ignored (inherited):
+# it ends when the step's output does. (notebook.py stops its kernel, which runs in a
+# session of its own, itself.)
 fifo="${TMPDIR:-/tmp}/orchest-runner.$$"
 if [ "$log_file" = /dev/null ] || ! mkfifo "$fifo" 2>/dev/null; then
+    [ -z "$stopping" ] || exit 143
+    trap - TERM INT HUP
     exec "$@"
 fi
-(trap '' TERM INT HUP && exec tee -a "$log_file") <"$fifo" &
+trap '' TERM INT HUP
+tee -a "$log_file" <"$fifo" &
 tee_pid=$!
+trap 'stopping=1' TERM INT HUP
+[ -z "$stopping" ] || { rm -f "$fifo"; kill -KILL "$tee_pid" 2>/dev/null; exit 143; }
 "$@" >"$fifo" 2>&1 &
 step_pid=$!
 
-trap 'trap "" TERM INT HUP; kill -TERM 0 2>/dev/null' TERM INT HUP
+stop() {
+    trap '' TERM INT HUP
+    stopping=1
+    kill -TERM 0 2>/dev/null
+}
+trap stop TERM INT HUP
+[ -z "$stopping" ] || stop
 wait "$step_pid"
 status=$?
 # A trapped signal interrupts wait: wait again for the step's real status.
@@ -106,8 +128,11 @@ while kill -0 "$step_pid" 2>/dev/null; do
     status=$?
 done
 # tee ends when the last writer closes the FIFO; a process the step left running in
-# the background may hold it open, so give up on it after a few seconds.
-(sleep 5 && kill -KILL "$tee_pid" 2>/dev/null) &
+# the background may hold it open, so give up on it after a few seconds (one after a
+# stop: docker stop kills everything a few seconds after its TERM).
+linger=5
+[ -z "$stopping" ] || linger=1
+(sleep "$linger" && kill -KILL "$tee_pid" 2>/dev/null) &
 watchdog=$!
 wait "$tee_pid"
 kill "$watchdog" 2>/dev/null
