@@ -29,6 +29,8 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "secretpw"
+#: A second user with no role: no permission on any DAG (the job views' security tests).
+OUTSIDER, OUTSIDER_PASSWORD = "outsider", "outsiderpw"
 #: Bounds (seconds): components up, a DAG parsed, a DAG run finished.
 START_TIMEOUT = 120
 PARSE_TIMEOUT = 120
@@ -192,7 +194,7 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     base_url = f"http://127.0.0.1:{port}"
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD}))
+    passwords.write_text(json.dumps({USER: PASSWORD, OUTSIDER: OUTSIDER_PASSWORD}))
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "AIRFLOW_HOME": str(home),
@@ -203,7 +205,7 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__CORE__PARALLELISM": "8",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple."
                                        "simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin,{OUTSIDER}:",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__API__HOST": "127.0.0.1",

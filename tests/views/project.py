@@ -1,6 +1,7 @@
 """The project the job-view tests run: a 12-run grid (a: 3 values x b: 4) with a notebook.
 
-``compute`` (a .py step) fails for the runs named in the live environment variable
+``compute`` (a .py step; it sleeps ``SLEEP`` seconds when set) fails for the runs named
+in the live environment variable
 ``BREAK`` (``"2x,2y"`` breaks runs a=2,b=x and a=2,b=y); the job reads it from an Airflow
 Variable when each step starts, so changing the Variable makes the failure go away for
 a re-run. ``report`` is a notebook whose output carries an image and a script (the
@@ -27,13 +28,14 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 SCRIPT_MARK = "nb-script-ran"
 
 COMPUTE_PY = """\
-import json, os
+import json, os, time
 doc = json.load(open(os.environ["ORCHEST_PIPELINE_PATH"]))
 a = doc["parameters"]["a"]
 b = doc["steps"][os.environ["ORCHEST_STEP_UUID"]]["parameters"]["b"]
 print(f"computing a={a} b={b}")
 if f"{a}{b}" in os.environ.get("BREAK", "").split(","):
     raise SystemExit(f"broken on purpose: a={a} b={b}")
+time.sleep(float(os.environ.get("SLEEP") or 0))
 print("done")
 """
 

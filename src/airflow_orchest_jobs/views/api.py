@@ -83,7 +83,7 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
                             "or a column id")
     records = [r for _, r in data.task_records(session, dag_id, [run_id])]
     state = None if dag_run.state is None else str(dag_run.state)
-    dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id, state)
+    dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
     length = data.max_map_length()
     rows = build_rows(entries, records, max_map_length=length, dag_cancelled_at=dag_cancel,
                       run_cancelled_at=run_cancel)
@@ -260,7 +260,7 @@ def _job_runs(session, dag_id: str, runs: list[Any], store_dir, length: int
     for run in runs:
         state = None if run.state is None else str(run.state)
         entries = data.run_index(data.run_root(store_dir, dag_id, run.run_id))
-        dag_cancel, run_cancel = data.cancel_times(session, dag_id, run.run_id, state)
+        dag_cancel, run_cancel = data.cancel_times(session, dag_id, run.run_id)
         rows = build_rows(entries, by_run[run.run_id], max_map_length=length,
                           dag_cancelled_at=dag_cancel, run_cancelled_at=run_cancel)
         out.append({"dag_run_id": run.run_id, "state": state, "run_type": str(run.run_type),
@@ -326,8 +326,7 @@ def create_router():
         store = load_settings().store_dir
         entries = data.run_index(data.run_root(store, dag_id, run_id))
         records = [r for _, r in data.task_records(session, dag_id, [run_id])]
-        state = None if dag_run.state is None else str(dag_run.state)
-        dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id, state)
+        dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
         rows = build_rows(entries, records, max_map_length=data.max_map_length(),
                           dag_cancelled_at=dag_cancel, run_cancelled_at=run_cancel)
         if indices is not None:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.jobstate import JobStates, safe_name
+from ..core.naming import step_task_ids
 from ..core.plan import RUN_INDEX
-from ..naming import step_task_ids
 from .rows import GROUP, TaskRecord
 
 #: The Log event "cancel run N" writes (Airflow's audit log shows it too).
@@ -164,14 +164,14 @@ def task_records(session, dag_id: str, run_ids: Iterable[str]) -> list[tuple[str
             in session.execute(query)]
 
 
-def cancel_times(session, dag_id: str, run_id: str, dag_run_state: str | None
+def cancel_times(session, dag_id: str, run_id: str
                  ) -> tuple[datetime | None, dict[int, datetime]]:
-    """When the DAG run was marked failed (if it is failed now), and per run position when
-    "cancel run N" stopped it: from Airflow's audit log."""
+    """When the DAG run was last marked failed (unless a later patch changed its state),
+    and per run position when "cancel run N" last stopped it: from Airflow's audit log."""
     from airflow.models.log import Log
     from sqlalchemy import select
 
-    dag_time: datetime | None = None
+    last_patch: tuple[datetime, Any] | None = None
     per_run: dict[int, datetime] = {}
     rows = session.execute(select(Log.dttm, Log.event, Log.extra).where(
         Log.dag_id == dag_id, Log.run_id == run_id,
@@ -186,13 +186,13 @@ def cancel_times(session, dag_id: str, run_id: str, dag_run_state: str | None
         if not isinstance(data, dict):
             continue
         if event == "patch_dag_run":
-            if dag_run_state == "failed" and data.get("state") == "failed" \
-                    and (dag_time is None or dttm > dag_time):
-                dag_time = dttm
+            if "state" in data and (last_patch is None or dttm > last_patch[0]):
+                last_patch = (dttm, data["state"])
         elif isinstance(data.get("position"), int):
             position = data["position"]
             if position not in per_run or dttm > per_run[position]:
                 per_run[position] = dttm
+    dag_time = last_patch[0] if last_patch and last_patch[1] == "failed" else None
     return dag_time, per_run
 
 

@@ -1,0 +1,307 @@
+"""The job views on the session's real Airflow (api-server, scheduler, DAG processor).
+
+A 12-run job where two runs fail: the JSON API (rows, filters, search, sort, paging,
+permissions), then a real headless Chromium logged in to Airflow's UI: the pipeline-run
+tab of the DAG run page, a step's log, the executed notebook (its script never runs in
+Airflow's origin), the jobs overview, and "re-run failed runs" once the failure is gone.
+The screenshots in docs/images/ are taken here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.deployment import OUTSIDER, OUTSIDER_PASSWORD, PASSWORD, USER
+from tests.views import project
+from tests.views.browser import binaries, chromium, login, wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
+
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+B_COL = f"param:{project.COMPUTE}:b"
+
+
+def token(base_url: str, user: str, password: str) -> str:
+    response = requests.post(f"{base_url}/auth/token",
+                             json={"username": user, "password": password}, timeout=30)
+    assert response.status_code == 201, response.text
+    return str(response.json()["access_token"])
+
+
+def set_variable(deployment, value: str) -> None:
+    response = deployment.api("PATCH", f"/variables/{project.VARIABLE}",
+                              json={"key": project.VARIABLE, "value": value})
+    if response.status_code == 404:
+        response = deployment.api("POST", "/variables",
+                                  json={"key": project.VARIABLE, "value": value})
+    assert response.status_code in (200, 201), response.text
+
+
+@pytest.fixture(scope="module")
+def job_run(deployment):
+    """The job triggered once with runs a=2,b=x and a=2,b=y broken: (dag id, run id)."""
+    project.write(deployment.projects_dir)
+    set_variable(deployment, "2x,2y")
+    deployment.wait_for_dag(project.JOB_DAG)
+    run_id = deployment.trigger(project.JOB_DAG, prefix="views")
+    assert deployment.wait_finished(project.JOB_DAG, run_id)["state"] == "failed"
+    return project.JOB_DAG, run_id
+
+
+class Client:
+    """Requests to the plugin's app as one user (bearer token)."""
+
+    def __init__(self, base_url: str, user: str, password: str):
+        self.base = f"{base_url}/orchest-jobs"
+        self.headers = {"Authorization": f"Bearer {token(base_url, user, password)}"}
+
+    def get(self, path: str, **params) -> requests.Response:
+        return requests.get(self.base + path, headers=self.headers, params=params, timeout=60)
+
+    def post(self, path: str, body=None, **headers) -> requests.Response:
+        return requests.post(self.base + path, headers={**self.headers, **headers},
+                             json=body if body is not None else {}, timeout=60)
+
+
+def runs_path(dag_id: str, run_id: str) -> str:
+    return f"/api/v1/dags/{dag_id}/dagRuns/{run_id}/pipelineRuns"
+
+
+def test_api_rows_filters_search_sort_paging(deployment, job_run):
+    dag_id, run_id = job_run
+    admin = Client(deployment.base_url, USER, PASSWORD)
+    data = admin.get(runs_path(dag_id, run_id), limit=100).json()
+    assert data["total_runs"] == 12 and len(data["pipeline_runs"]) == 12
+    assert data["counts"]["failed"] == 2 and data["counts"]["success"] == 10
+    assert [c["title"] for c in data["columns"]] == ["a", "Compute: b"]
+    assert [s["task_id"] for s in data["steps"]] == ["compute", "report"]
+    failed = [r for r in data["pipeline_runs"] if r["state"] == "failed"]
+    assert [r["index"] for r in failed] == [5, 6]
+    assert [s["state"] for s in failed[0]["steps"]] == ["failed", "upstream_failed"]
+    assert failed[0]["parameters"] == {"param:pipeline_parameters:a": 2, B_COL: "x"}
+    assert data["can_edit"] is True
+    only = admin.get(runs_path(dag_id, run_id), state="failed").json()
+    assert only["total_entries"] == 2 and only["counts"]["failed"] == 2
+    found = admin.get(runs_path(dag_id, run_id), q="a=2 b=y").json()
+    assert [r["index"] for r in found["pipeline_runs"]] == [6]
+    ordered = admin.get(runs_path(dag_id, run_id), sort=B_COL, order="desc", limit=3).json()
+    assert [r["parameters"][B_COL] for r in ordered["pipeline_runs"]] == ["z", "z", "z"]
+    page = admin.get(runs_path(dag_id, run_id), offset=10, limit=5).json()
+    assert [r["index"] for r in page["pipeline_runs"]] == [10, 11]
+    assert admin.get(runs_path(dag_id, run_id), state="bogus").status_code == 400
+    assert admin.get(runs_path(dag_id, run_id), sort="bogus").status_code == 400
+    # The links open what they name.
+    log = requests.get(deployment.base_url + failed[0]["steps"][0]["log_url"],
+                       headers=admin.headers, timeout=30)
+    assert log.status_code == 200 and "broken on purpose: a=2 b=x" in log.text
+    ok = data["pipeline_runs"][0]["steps"][1]["notebook_url"]
+    notebook = requests.get(deployment.base_url + ok, headers=admin.headers, timeout=30)
+    assert "notebook output" in notebook.text and "data:image/png;base64" in notebook.text
+    assert notebook.headers["Content-Security-Policy"].startswith("sandbox")
+    files = admin.get(f"/ui/dags/{dag_id}/runs/{run_id}/files/run-00005/project/")
+    assert files.status_code == 200 and "compute.py" in files.text
+    assert admin.get(f"/ui/dags/{dag_id}/runs/{run_id}/files/../../").status_code == 404
+    jobs = {j["dag_id"]: j for j in admin.get("/api/v1/jobs").json()["jobs"]}
+    job = jobs[dag_id]
+    assert job["kind"] == "job" and job["project"] == project.NAME
+    assert job["snapshot"]["files"] >= 5 and job["frozen_images"]
+    assert job["max_retained_pipeline_runs"] == 50
+    latest = job["job_runs"][0]
+    assert latest["dag_run_id"] == run_id and latest["counts"]["failed"] == 2
+    assert jobs[project.PIPELINE_DAG]["kind"] == "pipeline"
+
+
+def test_a_user_without_permission_gets_no_rows_files_or_actions(deployment, job_run):
+    dag_id, run_id = job_run
+    outsider = Client(deployment.base_url, OUTSIDER, OUTSIDER_PASSWORD)
+    assert outsider.get(runs_path(dag_id, run_id)).status_code == 403
+    assert outsider.get("/api/v1/jobs").json() == {"jobs": [], "total_entries": 0}
+    assert outsider.get(f"/ui/dags/{dag_id}/runs/{run_id}").status_code == 403
+    assert outsider.get(f"/ui/dags/{dag_id}/runs/{run_id}/files/").status_code == 403
+    assert outsider.get(f"/runs/{dag_id}/{run_id}/run-00000/project/report.html"
+                        ).status_code == 403
+    assert outsider.post(runs_path(dag_id, run_id) + "/rerun").status_code == 403
+    assert outsider.post(runs_path(dag_id, run_id) + "/0/cancel").status_code == 403
+    anonymous = requests.get(f"{deployment.base_url}/orchest-jobs{runs_path(dag_id, run_id)}",
+                             timeout=30)
+    assert anonymous.status_code == 401
+    # Actions are JSON and same-origin only (a cross-site form cannot post one).
+    admin = Client(deployment.base_url, USER, PASSWORD)
+    refused = requests.post(admin.base + runs_path(dag_id, run_id) + "/rerun",
+                            headers=admin.headers, data="runs=5", timeout=30)
+    assert refused.status_code == 415
+    assert admin.post(runs_path(dag_id, run_id) + "/rerun", {"runs": [5]},
+                      Origin="http://evil.example").status_code == 403
+
+
+def test_cancel_one_run_and_the_whole_job_run(deployment, job_run):
+    """"Cancel run N" stops that run only; marking the DAG run failed cancels the rest."""
+    dag_id = project.PIPELINE_DAG
+    deployment.wait_for_dag(dag_id)
+    run_id = deployment.trigger(dag_id, {"runs": [0, 1, 2],
+                                         "env_variables": {"SLEEP": "120"}}, prefix="cancel")
+    admin = Client(deployment.base_url, USER, PASSWORD)
+
+    def running(index: int):
+        rows = admin.get(runs_path(dag_id, run_id)).json()["pipeline_runs"]
+        row = next((r for r in rows if r["index"] == index), None)
+        return row and row["steps"][0]["airflow_state"] == "running"
+
+    deployment.wait("run 0 running", lambda: running(0), 240, 2)
+    response = admin.post(runs_path(dag_id, run_id) + "/0/cancel")
+    assert response.status_code == 200 and response.json()["task_instances_stopped"] >= 1
+
+    def states():
+        rows = admin.get(runs_path(dag_id, run_id)).json()["pipeline_runs"]
+        return {r["index"]: r["state"] for r in rows}
+
+    deployment.wait("run 0 cancelled", lambda: states()[0] == "cancelled", 60, 1)
+    assert states()[1] in ("running", "queued")
+    response = deployment.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}",
+                              json={"state": "failed"})
+    assert response.status_code == 200, response.text
+    try:
+        deployment.wait("every run cancelled",
+                        lambda: set(states().values()) == {"cancelled"}, 120, 2)
+    except BaseException:
+        print(json.dumps(admin.get(runs_path(dag_id, run_id)).json(), indent=1))
+        print(deployment.task_states(dag_id, run_id), deployment.dag_run(dag_id, run_id))
+        raise
+    rows = admin.get(runs_path(dag_id, run_id)).json()["pipeline_runs"]
+    assert {s["state"] for r in rows for s in r["steps"]} == {"cancelled"}
+
+
+def test_ten_thousand_runs_are_paged_and_filtered_on_the_server(deployment, job_run):
+    """A 10,000-entry run index (written as planning writes it): pages stay fast."""
+    dag_id, _ = job_run
+    from airflow_orchest_jobs.core.plan import write_run_index
+    from airflow_orchest_jobs.views.data import run_root
+
+    big = deployment.trigger(dag_id, {"runs": [999]}, prefix="big")  # refused: 12 runs
+    deployment.wait_finished(dag_id, big)
+    write_run_index(run_root(deployment.store_dir, dag_id, big), [
+        {"index": i, "label": f"run {i} · a={i // 100}, b={i % 100}", "run_uuid": f"u{i}",
+         "parameters": {"pipeline_parameters": {"a": i // 100},
+                        project.COMPUTE: {"b": i % 100}}} for i in range(10_000)])
+    admin = Client(deployment.base_url, USER, PASSWORD)
+    started = time.perf_counter()
+    data = admin.get(runs_path(dag_id, big), q="a=42", sort=B_COL, order="desc",
+                     limit=20).json()
+    first = time.perf_counter() - started
+    assert data["total_runs"] == 10_000 and data["total_entries"] == 100
+    assert [r["index"] for r in data["pipeline_runs"][:2]] == [4299, 4298]
+    started = time.perf_counter()
+    last = admin.get(runs_path(dag_id, big), offset=9_990, limit=50).json()
+    again = time.perf_counter() - started
+    assert [r["index"] for r in last["pipeline_runs"]][-1] == 9_999
+    assert first < 5 and again < 3, (first, again)
+
+
+@pytest.mark.skipif(binaries() is None, reason="needs chromium and chromium-driver")
+def test_browser_views_log_notebook_overview_and_rerun(deployment, job_run):
+    from selenium.webdriver.common.by import By
+
+    dag_id, run_id = job_run
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    with chromium() as browser:
+        login(browser, deployment.base_url, USER, PASSWORD)
+        browser.get(f"{deployment.base_url}/dags/{dag_id}/runs/{run_id}")
+        tab = wait_for("the Pipeline runs tab", lambda: next(
+            e for e in browser.find_elements(By.CSS_SELECTOR, "a, button")
+            if e.text == "Pipeline runs"))
+        tab.click()
+
+        def into_view():
+            browser.switch_to.default_content()
+            frame = wait_for("the view's frame",
+                             lambda: browser.find_element(By.CSS_SELECTOR, "iframe"))
+            browser.switch_to.frame(frame)
+            return wait_for("12 rows", lambda: len(browser.find_elements(
+                By.CSS_SELECTOR, "#runs tbody tr[data-index]")) == 12)
+
+        into_view()
+        headers = [th.text.rstrip("▲▼ ") for th in
+                   browser.find_elements(By.CSS_SELECTOR, "#runs thead th")]
+        assert headers[:4] == ["Run", "State", "a", "Compute: b"]
+        failed = browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-state=failed]")
+        assert [r.get_attribute("data-index") for r in failed] == ["5", "6"]
+        assert browser.find_element(By.CSS_SELECTOR, "[data-count=failed]").text == "2"
+        assert "stopped" not in failed[0].text
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(IMAGES / "pipeline-runs.png"))
+        into_view()
+
+        # The failed step's log, as a person clicks it.
+        browser.find_element(By.CSS_SELECTOR,
+                             "tr[data-index='5'] [data-step=compute] a.log-link").click()
+        wait_for("the step's log", lambda: "broken on purpose: a=2 b=x"
+                 in browser.find_element(By.TAG_NAME, "body").text)
+        browser.back()
+        into_view()
+
+        # The executed notebook: its image shows, its script never ran.
+        browser.find_element(By.CSS_SELECTOR,
+                             "tr[data-index='0'] [data-step=report] a.notebook-link").click()
+        wait_for("the notebook", lambda: "notebook output"
+                 in browser.find_element(By.TAG_NAME, "body").text)
+        images = browser.execute_script(
+            "return [...document.images].map(i => [i.src.slice(0, 22), i.naturalWidth])")
+        assert ["data:image/png;base64,", 1] in images
+        assert browser.execute_script("return document.body.dataset.mark || ''") == ""
+        with pytest.raises(Exception, match="sandboxed"):
+            browser.execute_script("return document.cookie")
+        fetched = browser.execute_async_script(
+            "const done = arguments[0]; fetch('/api/v2/dags', {credentials: 'include'})"
+            ".then(r => done('status ' + r.status)).catch(e => done('blocked ' + e))")
+        assert fetched.startswith("blocked"), fetched
+        browser.switch_to.default_content()
+        assert project.SCRIPT_MARK not in browser.title
+        browser.back()
+
+        # The jobs overview (Airflow's navigation entry).
+        browser.get(f"{deployment.base_url}/plugin/orchest-jobs")
+        browser.switch_to.frame(wait_for("the overview's frame", lambda: browser.find_element(
+            By.CSS_SELECTOR, "iframe")))
+        row = wait_for("the job's row", lambda: browser.find_element(
+            By.CSS_SELECTOR, f"#jobs tr[data-dag='{dag_id}']"))
+        assert "2 failed" in row.text and "keep 50" in row.text and "files" in row.text
+        browser.switch_to.default_content()
+        browser.save_screenshot(str(IMAGES / "jobs-overview.png"))
+        browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
+        browser.find_element(By.CSS_SELECTOR, f"#jobs [data-run='{run_id}'] a.runs-link").click()
+
+        # Make the failure go away, then re-run the failed runs from the view.
+        set_variable(deployment, "")
+        wait_for("12 rows", lambda: len(browser.find_elements(
+            By.CSS_SELECTOR, "#runs tbody tr[data-index]")) == 12)
+        browser.find_element(By.ID, "rerun-failed").click()
+        browser.find_element(By.CSS_SELECTOR, "[data-confirm=yes]").click()
+        wait_for("all 12 runs succeeded", lambda: browser.find_element(
+            By.CSS_SELECTOR, "[data-count=success]").text == "12", timeout=480, interval=2)
+        assert browser.find_element(By.CSS_SELECTOR, "[data-count=failed]").text == "0"
+    assert deployment.wait_finished(dag_id, run_id)["state"] == "success"
+
+
+@pytest.mark.skipif(binaries() is None, reason="needs chromium and chromium-driver")
+def test_browser_a_user_without_permission_sees_nothing(deployment, job_run):
+    from selenium.webdriver.common.by import By
+
+    dag_id, run_id = job_run
+    with chromium() as browser:
+        login(browser, deployment.base_url, OUTSIDER, OUTSIDER_PASSWORD)
+        browser.get(f"{deployment.base_url}/orchest-jobs/ui/dags/{dag_id}/runs/{run_id}")
+        assert "403" in browser.title or "Forbidden" in browser.page_source
+        assert "compute" not in browser.page_source.lower()
+        browser.get(f"{deployment.base_url}/orchest-jobs/ui/jobs")
+        wait_for("the empty overview", lambda: "0 Orchest DAG(s)" in browser.find_element(
+            By.TAG_NAME, "body").text)
+        rows = browser.execute_async_script(
+            "const done = arguments[0]; fetch(arguments[1]).then(r => done(r.status))",
+            f"/orchest-jobs/api/v1/dags/{dag_id}/dagRuns/{run_id}/pipelineRuns")
+        assert rows == 403
+        assert json.dumps(dag_id) not in browser.page_source
