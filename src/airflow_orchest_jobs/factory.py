@@ -222,7 +222,7 @@ def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
             + ("; a parameter changed in its own field takes the field's values" if fields
                else "") + f". Step uuids: {steps}."),
         # What the job views show that only the definition knows (a schema annotation).
-        **{"x-orchest": {"kind": job.kind.value,
+        **{"x-orchest": {"kind": "job" if job.is_job else "pipeline",
                          "project": job.project.name, "pipeline": str(job.pipeline.rel_path),
                          "snapshot": job.snapshot,
                          "max_retained_pipeline_runs": job.max_retained_pipeline_runs,
