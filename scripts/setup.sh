@@ -11,6 +11,10 @@ command -v debootstrap >/dev/null || need_apt+=(debootstrap)
 command -v rsync >/dev/null || need_apt+=(rsync)
 command -v git >/dev/null || need_apt+=(git)
 command -v file >/dev/null || need_apt+=(file)
+# scripts/cluster (a multi-host deployment on this machine): PostgreSQL, Redis, a registry.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
