@@ -156,10 +156,22 @@ def pinned_reference(image: Any, ref: str) -> str:
     return digests[0] if digests else image.id
 
 
-def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str) -> dict[str, str]:
+def configured_registry(registry: str | None) -> str:
+    """``registry``, or when None the configured ``[orchest_jobs] registry``."""
+    if registry is not None:
+        return registry
+    from .config import load_settings
+
+    return load_settings().registry
+
+
+def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
+           registry: str | None = None) -> dict[str, str]:
     """Pin every image and tag it for ``job_id``; returns key -> what a step must run.
 
-    Every missing image is reported at once (nothing is tagged then).
+    Every missing image is reported at once (nothing is tagged then). With a ``registry``
+    (None: ``[orchest_jobs] registry``) the images are pushed there and pinned by its
+    digests (:mod:`.registry`).
     """
     import docker.errors
 
@@ -173,6 +185,12 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str) ->
     if problems:
         raise OrchestError(problems)
     repository = frozen_repository(job_id)
+    registry = configured_registry(registry)
+    if registry:
+        from .registry import push_frozen
+
+        return push_frozen(client, found, {k: _frozen_tag(k) for k in found}, repository,
+                           registry)
     pinned: dict[str, str] = {}
     for key, image in found.items():
         image.tag(repository, _frozen_tag(key))
@@ -180,12 +198,20 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str) ->
     return pinned
 
 
-def release(client: docker.DockerClient, job_id: str) -> list[str]:
-    """Remove the job's tags (an image nothing else tags goes with them); returns them."""
+def release(client: docker.DockerClient, job_id: str, registry: str | None = None) -> list[str]:
+    """Remove the job's tags (an image nothing else tags goes with them); returns them.
+
+    With a ``registry`` (None: ``[orchest_jobs] registry``), also what the job pushed
+    there (:mod:`.registry`)."""
     import docker.errors
 
     repository = frozen_repository(job_id)
     removed: list[str] = []
+    registry = configured_registry(registry)
+    if registry:
+        from .registry import release_pushed
+
+        removed += release_pushed(client, repository, registry)
     for image in client.images.list(name=repository):
         for tag in image.tags:
             if tag.startswith(repository + ":"):

@@ -39,6 +39,13 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "bridge",
     ),
     "docker_url": ("Docker engine address.", "unix://var/run/docker.sock"),
+    "registry": (
+        "Docker registry (host[:port][/prefix]; http:// or https:// in front to say how its "
+        "API is reached) that creating a job pushes every environment image to, pinned by "
+        "digest, so workers on other hosts pull it. Empty: images are pinned by local image "
+        "id and stay on the engine that froze them (one Docker host).",
+        "",
+    ),
     "max_parallel_pipeline_runs": (
         "At most this many pipeline runs at once in the whole installation, counted from a "
         "run's first task to its last (Orchest's MAX_JOB_RUNS_PARALLELISM); 0: no limit.",
@@ -72,6 +79,7 @@ class Settings:
     environment_images: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = "bridge"
     docker_url: str = "unix://var/run/docker.sock"
+    registry: str = ""
     step_user: str = ""
     max_parallel_pipeline_runs: int = 0
 
@@ -108,6 +116,7 @@ class Settings:
             environment_images=images,
             network_mode=get("network_mode"),
             docker_url=get("docker_url"),
+            registry=_check_registry(values.get("registry") or ""),
             step_user=_check_user(values.get("step_user") or ""),
             max_parallel_pipeline_runs=_check_count("max_parallel_pipeline_runs",
                                                     get("max_parallel_pipeline_runs")),
@@ -140,6 +149,18 @@ def _check_count(key: str, value: str) -> int:
         raise OrchestError.single(f"[{SECTION}] {key}", "", f"{value!r} is not a whole number "
                                   ">= 0; write e.g. 4, or 0 for no limit")
     return count
+
+
+_REGISTRY = re.compile(r"(https?://)?[A-Za-z0-9][A-Za-z0-9.-]*(:\d+)?(/[a-z0-9][a-z0-9._/-]*)?")
+
+
+def _check_registry(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if value and not _REGISTRY.fullmatch(value):
+        raise OrchestError.single(f"[{SECTION}] registry", "", f"{value!r} is not a registry "
+                                  "address; write host[:port][/prefix], e.g. "
+                                  "registry.example.com:5000 or http://127.0.0.1:5000")
+    return value
 
 
 def step_owner(step_user: str, euid: int, egid: int) -> tuple[int, int]:
