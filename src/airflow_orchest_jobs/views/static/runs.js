@@ -166,7 +166,7 @@
                        title: `${s.title}: ${WORDS[state] || state}` + (s.try_number > 1 ? ` (try ${s.try_number})` : "")},
       badge(state, s.title),
       el("span", {class: "links"},
-        s.log_url && s.start_date ? el("a", {href: s.log_url, class: "log-link"}, "log") : null,
+        s.log_url && !["upstream_failed", null].includes(s.airflow_state) ? el("a", {href: s.log_url, class: "log-link"}, "log") : null,
         s.notebook_url && ["success", "failed"].includes(s.airflow_state)
           ? el("a", {href: s.notebook_url, class: "notebook-link"}, "notebook") : null,
         topLink(s.task_url, "task", {class: "task-link"})));
