@@ -1,4 +1,10 @@
-"""Read the ``[orchest_jobs]`` section through Airflow's config (env vars, airflow.cfg, secrets)."""
+"""The one way every part reads ``[orchest_jobs]``: the CLI, the DAG file and the tasks.
+
+Through Airflow's configuration when Airflow is installed (airflow.cfg, the
+``AIRFLOW__ORCHEST_JOBS__*`` environment, ``_cmd``/``_secret`` options, secrets backends),
+so ``validate`` and a DAG never disagree about ``environment_images`` or ``data_dir``;
+without Airflow (a machine that only validates files) the environment variables alone.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ from .core.settings import OPTIONS, SECTION, Settings
 
 
 def load_settings() -> Settings:
-    from airflow.configuration import conf
-
-    return Settings.from_mapping(
-        {key: conf.get(SECTION, key, fallback=None) for key in OPTIONS}
-    )
+    try:
+        from airflow.configuration import conf
+    except ImportError:
+        return Settings.from_environment()
+    return Settings.from_mapping({key: conf.get(SECTION, key, fallback=None)
+                                  for key in OPTIONS})

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,17 @@ from typing import Any
 from .core import schema
 from .core.errors import OrchestError, Problem
 from .core.grid import Grid
-from .core.jobstate import FrozenJob, JobStates
+from .core.job import DagKind
+from .core.jobdef import JobDefinition, job_definitions
 from .core.layout import StoreLayout
-from .core.model import Pipeline
-from .core.pipeline import pipeline_from_document, topological_order
+from .core.naming import error_dag_id, step_task_ids
+from .core.pipeline import topological_order
 from .core.plan import lanes_needed
-from .core.project import Project
-from .core.scan import LoadedJob, LoadedPipeline, Scan, scan_projects, snapshot_pipeline
+from .core.scan import scan_projects
 from .core.services import job_services
 from .core.settings import Settings
-from .jobdef import JobDefinition
-from .naming import error_dag_id, job_dag_id, pipeline_dag_id, step_task_ids
+from .operators.snapshot import max_map_length as snapshot_max_map_length
+from .operators.tasks import cleanup_task, finalize_task, plan_task, prepare_task
 
 log = logging.getLogger("airflow_orchest_jobs.factory")
 
@@ -52,102 +51,15 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
     except OrchestError as exc:
         return {d.dag_id: d for d in [_invalid_dag("orchest_invalid__projects_dir",
                                                    exc.problems, settings.projects_dir)]}
-    definitions, problems = job_definitions(scan, settings)
-    dags: dict[str, Any] = {}
-    for definition in definitions:
-        if definition.dag_id in dags:
-            problems.setdefault(str(definition.pipeline.path), []).append(Problem(
-                str(definition.pipeline.path), "", f"its DAG id {definition.dag_id!r} is "
-                "already taken by another file of the project; rename one of them"))
-            continue
-        dags[definition.dag_id] = orchest_dag(definition, settings)
+    definitions, problems = job_definitions(scan, settings.store_dir,
+                                            settings.environment_images)
+    dags: dict[str, Any] = {d.dag_id: orchest_dag(d, settings) for d in definitions}
     for file, file_problems in problems.items():
+        for problem in file_problems:  # also in the DAG processor's log, one line each
+            log.warning("%s", problem)
         dag_id = _invalid_dag_id(Path(file), settings.projects_dir, dags)
         dags[dag_id] = _invalid_dag(dag_id, file_problems, Path(file))
     return dags
-
-
-def job_definitions(scan: Scan, settings: Settings
-                    ) -> tuple[list[JobDefinition], dict[str, list[Problem]]]:
-    problems = {file: list(found) for file, found in scan.problems.items()}
-    definitions = [pipeline_definition(lp) for lp in scan.pipelines]
-    states = JobStates(settings.store_dir)
-    for loaded in scan.jobs:
-        try:
-            definitions.append(job_definition(loaded, states, settings))
-        except OrchestError as exc:
-            problems.setdefault(str(loaded.spec.path), []).extend(exc.problems)
-    return definitions, problems
-
-
-def pipeline_definition(loaded: LoadedPipeline) -> JobDefinition:
-    pipeline = loaded.pipeline
-    return JobDefinition(
-        dag_id=pipeline_dag_id(loaded.project.name, pipeline.rel_path),
-        project=loaded.project,
-        pipeline=pipeline,
-        parameters=loaded.parameters,
-        snapshot="per_run",
-        description=f"Orchest pipeline {pipeline.name or pipeline.rel_path} "
-                    f"({loaded.project.name}); each run is a one-off job",
-        source_files=_source_files(pipeline, loaded.parameters_file),
-    )
-
-
-def job_definition(loaded: LoadedJob, states: JobStates, settings: Settings) -> JobDefinition:
-    spec, project = loaded.spec, loaded.project
-    dag_id = job_dag_id(project.name, spec.name)
-    pipeline = loaded.pipeline
-    frozen = None
-    if spec.snapshot == "per_job":
-        state = states.get(dag_id)
-        if state is not None:  # the job exists: its pipeline is the snapshot's, forever
-            pipeline = frozen_pipeline(state, project, settings)
-            frozen = state.snapshot_id
-    return JobDefinition(
-        dag_id=dag_id,
-        project=project,
-        pipeline=pipeline,
-        parameters=spec.parameters,
-        runs=spec.runs,
-        env_variables=spec.env_variables,
-        schedule=spec.schedule,
-        snapshot=spec.snapshot,
-        is_job=True,
-        max_parallel_runs=spec.max_parallel_runs,
-        max_retained_pipeline_runs=spec.max_retained_pipeline_runs,
-        catchup=spec.catchup,
-        fail_fast=spec.fail_fast,
-        description=spec.description or f"Orchest job {spec.name} of {project.name}: "
-                                        f"pipeline {spec.pipeline_path.name}",
-        # A frozen job depends on its job file and its snapshot only, never on the project.
-        source_files=(spec.path,) if frozen else (spec.path, *_source_files(pipeline, None)),
-        frozen_snapshot=frozen,
-    )
-
-
-def frozen_pipeline(state: FrozenJob, project: Project, settings: Settings) -> Pipeline:
-    """A frozen job's pipeline: the snapshot's, as kept in the job state when it was made.
-
-    Parsing reads it from the job state, never from the snapshot; jobs frozen before the
-    document was kept are read from a view of the snapshot (checked out once).
-    """
-    document = state.extra.get("pipeline_document")
-    if document is not None:
-        return pipeline_from_document(document, project.path / state.pipeline, project.path)
-    return snapshot_pipeline(StoreLayout(settings.store_dir).snapshots, state.snapshot_id,
-                             state.pipeline, settings.environment_images)
-
-
-def _source_files(pipeline, parameters_file: Path | None) -> tuple[Path, ...]:
-    files = [pipeline.path]
-    if parameters_file is not None:
-        files.append(parameters_file)
-    for step in pipeline.steps.values():
-        host = pipeline.step_host_path(step)
-        if host is not None and not step.file_path.startswith("/"):
-            files.append(host)
-    return tuple(files)
 
 
 def _invalid_dag_id(file: Path, projects_dir: Path, taken: dict) -> str:
@@ -222,7 +134,7 @@ def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
             + ("; a parameter changed in its own field takes the field's values" if fields
                else "") + f". Step uuids: {steps}."),
         # What the job views show that only the definition knows (a schema annotation).
-        **{"x-orchest": {"kind": "job" if job.is_job else "pipeline",
+        **{"x-orchest": {"kind": job.kind.value,
                          "project": job.project.name, "pipeline": str(job.pipeline.rel_path),
                          "snapshot": job.snapshot,
                          "max_retained_pipeline_runs": job.max_retained_pipeline_runs,
@@ -275,7 +187,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     from .operators.snapshot import OrchestSnapshotOperator
 
     pipeline = job.pipeline
-    max_map_length = _max_map_length()
+    max_map_length = snapshot_max_map_length()
     grid = Grid(pipeline, job.parameters)  # built once: parsing is the hot path
     default_count = len(grid.select(job.runs))
     lanes = lanes_needed(default_count, max_map_length)
@@ -283,10 +195,11 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     parallelism = pipeline.settings.max_steps_parallelism or None
     with DAG(
         job.dag_id,
+        dag_display_name=job.display_name or job.dag_id,
         description=job.description[:1000],
         doc_md=_doc(job, fingerprint, lanes, len(grid)),
         catchup=job.catchup,
-        tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.is_job
+        tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.kind is DagKind.JOB
               else "orchest:pipeline"],
         is_paused_upon_creation=False,
         render_template_as_native_obj=False,
@@ -294,20 +207,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     ) as dag:
         snapshot = OrchestSnapshotOperator(task_id="snapshot", job=job)
 
-        @task(task_id="plan")
-        def plan(job_run: dict[str, Any], dag_run=None) -> list[dict[str, Any]]:
-            from .core.plan import plan_runs
-            from .core.rundesc import JobRun
-            from .operators.snapshot import fail, request_for
-
-            request = request_for(job, dag_run.conf)
-            try:
-                return plan_runs(pipeline, request, JobRun.from_dict(job_run), lanes=lanes,
-                                 max_map_length=_max_map_length())
-            except OrchestError as exc:
-                raise fail(exc) from None
-
-        planned = plan(snapshot.output)
+        planned = plan_task(job, pipeline, lanes)(snapshot.output)
         task_ids = step_task_ids({k: s.title for k, s in pipeline.steps.items()})
         limits = run_limits(job, settings)
         services = bool(job_services(pipeline.services))
@@ -363,12 +263,6 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     return dag
 
 
-def _max_map_length() -> int:
-    from airflow.configuration import conf
-
-    return conf.getint("core", "max_map_length", fallback=1024)
-
-
 def run_limits(job: JobDefinition, settings: Settings) -> list[tuple[str, int]]:
     """The scopes that limit whole pipeline runs of ``job``: (scope, slots)."""
     from .core.runslots import INSTALLATION, job_scope
@@ -383,83 +277,6 @@ def run_limits(job: JobDefinition, settings: Settings) -> list[tuple[str, int]]:
 
 def _parents(pipeline, key: str) -> list[str]:
     return [p for p in pipeline.steps[key].incoming if p in pipeline.steps]
-
-
-def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]):
-    """Wait for a run slot (if limited), check the snapshot out, start the services."""
-    from airflow.sdk import task
-
-    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}")
-    def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
-        from airflow.sdk import get_current_context
-
-        from .config import load_settings
-        from .core.rundesc import describe
-        from .core.settings import step_owner
-        from .operators.run import admit_or_wait, check_out, start_services
-
-        desc = describe(run, job_run)
-        get_current_context()["orchest_run_label"] = desc.label  # names the map index
-        settings = load_settings()
-        if limits:
-            admit_or_wait(settings, desc, limits, dag_run, ti)
-        owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
-        check_out(settings, desc, owner, dag_run, ti, peers=[])
-        if desc.job.has_services:
-            start_services(settings, job, desc)
-
-    return prepare(run, job_run)
-
-
-def cleanup_task(run, job_run):
-    """The run's teardown: stop its services, give its run slots back."""
-    from airflow.sdk import task
-
-    @task(task_id="cleanup", map_index_template="{{ orchest_run_label }}")
-    def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
-        from airflow.sdk import get_current_context
-
-        from .config import load_settings
-        from .core.rundesc import describe
-        from .operators.run import end_run
-
-        desc = describe(run, job_run)
-        get_current_context()["orchest_run_label"] = desc.label
-        end_run(load_settings(), desc)
-
-    return cleanup(run, job_run)
-
-
-def finalize_task(job: JobDefinition):
-    """Mark the DAG run's runs finished, then apply the job's retention."""
-    from airflow.sdk import task
-
-    @task(task_id="finalize")
-    def finalize(dag_run=None) -> dict[str, Any]:
-        from .config import load_settings
-        from .core.retention import apply_retention, collect_snapshots, mark_finished
-        from .operators.snapshot import run_root
-
-        settings = load_settings()
-        from .operators.run import end_job_run
-
-        end_job_run(settings, job, job.dag_id, dag_run.run_id)
-        mark_finished(run_root(settings, job.dag_id, dag_run.run_id))
-        report = apply_retention(settings.store_dir, job.dag_id,
-                                 job.max_retained_pipeline_runs)
-        freed = report.freed_bytes
-        if report.released_jobs:
-            from .images import docker_client, job_image_owner, release
-
-            client = docker_client(settings.docker_url)
-            for key in report.released_jobs:
-                release(client, job_image_owner(settings.store_dir, key))
-            freed += collect_snapshots(settings.store_dir,
-                                       set(report.released_jobs.values()))
-        return {"deleted_runs": len(report.deleted_runs),
-                "released_jobs": sorted(report.released_jobs), "freed_bytes": freed}
-
-    return finalize()
 
 
 def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, job_run,

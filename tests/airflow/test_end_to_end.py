@@ -19,18 +19,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, airflow_home, images, docker_client):
+def env(orchest_settings, images, docker_client):
     """Settings pointing at temporary folders; the example's environment image tagged."""
-    values = {"projects_dir": tmp_path / "projects", "store_dir": tmp_path / "store",
-              "data_dir": tmp_path / "data", "network_mode": "none"}
-    for key, value in values.items():
-        if key in ("projects_dir", "store_dir"):  # data_dir: made by the step operator,
-            Path(value).mkdir(parents=True)  # for the (unprivileged) step user
-        monkeypatch.setenv(f"AIRFLOW__ORCHEST_JOBS__{key.upper()}", str(value))
-    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__ENVIRONMENT_IMAGES", "{}")
+    settings = orchest_settings()
     tag = environment_image(project_uuid("demo"), ENV)
     docker_client.images.get(images["python"]).tag(tag)
-    yield Settings.from_environment()
+    yield settings
     docker_client.images.remove(tag, noprune=True)
 
 

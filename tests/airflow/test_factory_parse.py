@@ -36,7 +36,8 @@ def projects(tmp_path):
     return tmp_path
 
 
-def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects):
+def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects, caplog):
+    caplog.set_level("WARNING", logger="airflow_orchest_jobs.factory")
     dags = build_dags(_settings(projects))
     assert set(dags) == {"orchest__demo__main", "orchest_job__demo__nightly",
                          "orchest_invalid__broken__main.orchest"}
@@ -44,6 +45,13 @@ def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects):
     assert "steps.a: missing required field 'file_path'" in invalid.description
     assert "broken/main.orchest" in invalid.description
     assert "orchest:invalid" in invalid.tags
+    # The DAG processor's log says it too, one line per problem.
+    assert any("steps.a: missing required field 'file_path'" in r.getMessage()
+               for r in caplog.records)
+    # The UI shows the pipeline's name rather than the DAG id.
+    pipeline_name = dags["orchest__demo__main"].dag_display_name
+    assert pipeline_name == "demo pipeline"
+    assert dags["orchest_job__demo__nightly"].dag_display_name == "demo pipeline · job nightly"
 
 
 def test_dag_shape(projects):
@@ -179,3 +187,17 @@ def test_a_frozen_jobs_dag_is_built_from_its_job_state_without_touching_the_snap
     names = {task.task_display_name for task in dag.tasks}
     assert "Generate (frozen)" in names and "Generate (edited later)" not in names
     assert not (settings.store_dir / "snapshots").exists()  # no view was checked out
+
+
+def test_what_the_trigger_form_submits_is_a_valid_conf(projects):
+    """The form sends every param as filled in (fields per parameter, runs as strings)."""
+    from airflow_orchest_jobs.operators.snapshot import request_for
+
+    dag = build_dags(_settings(projects))["orchest__demo__main"]
+    job = dag.task_dict["snapshot"].job
+    submitted = dict(dag.params.dump())
+    assert any(key.startswith("parameters/") for key in submitted), sorted(submitted)
+    request = request_for(job, submitted)
+    assert len(request.runs) == 6  # the default grid, unchanged
+    submitted["runs"] = ["1", "4"]
+    assert request_for(job, submitted).runs == [1, 4]

@@ -31,14 +31,8 @@ print("done")
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch, airflow_home, images):
-    values = {"PROJECTS_DIR": tmp_path / "projects", "STORE_DIR": tmp_path / "store",
-              "DATA_DIR": tmp_path / "data", "NETWORK_MODE": "none",
-              "ENVIRONMENT_IMAGES": json.dumps({"*": images["python"]})}
-    for key, value in values.items():
-        monkeypatch.setenv(f"AIRFLOW__ORCHEST_JOBS__{key}", str(value))
-    (tmp_path / "projects").mkdir()
-    return Settings.from_environment()
+def settings(orchest_settings, images):
+    return orchest_settings(environment_images={"*": images["python"]})
 
 
 def _project(settings: Settings, grid: dict | None = None, job: dict | None = None) -> Path:

@@ -51,15 +51,8 @@ if n == 1:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, airflow_home, images, docker_client) -> Settings:
-    values = {"projects_dir": tmp_path / "projects", "store_dir": tmp_path / "store",
-              "data_dir": tmp_path / "data", "network_mode": "none",
-              "environment_images": json.dumps({"*": images["python"]})}
-    for key, value in values.items():
-        if key in ("projects_dir", "store_dir"):
-            Path(value).mkdir(parents=True)
-        monkeypatch.setenv(f"AIRFLOW__ORCHEST_JOBS__{key.upper()}", str(value))
-    return Settings.from_environment()
+def env(orchest_settings, images, docker_client) -> Settings:
+    return orchest_settings(environment_images={"*": images["python"]})
 
 
 @pytest.fixture

@@ -24,7 +24,35 @@ def test_provider_declares_the_config_section():
     options = get_provider_info()["config"]["orchest_jobs"]["options"]
     assert set(options) == {"projects_dir", "store_dir", "data_dir", "environment_images",
                             "network_mode", "docker_url", "step_user",
-                            "max_parallel_pipeline_runs"}
+                            "max_parallel_pipeline_runs", "registry"}
+    for key, option in options.items():  # typed, with an example, for `airflow config`
+        assert option["type"] in ("string", "integer"), key
+        assert option["example"], key
+    assert get_provider_info()["plugins"][0]["plugin-class"] == \
+        "airflow_orchest_jobs.plugin.OrchestJobsPlugin"
+
+
+def test_validate_and_the_dags_read_one_settings_path(tmp_path, monkeypatch, capsys):
+    """An environment mapped only in airflow.cfg: validate and the DAG processor agree."""
+    from airflow.configuration import conf
+
+    from airflow_orchest_jobs.cli import main
+    from airflow_orchest_jobs.factory import build_dags
+    from tests.orchest_factory import pipeline_doc, step, write_project
+
+    doc = pipeline_doc([step("s", "s.py", environment="only-in-cfg")])
+    write_project(tmp_path / "projects" / "p", doc, environment=False)
+    monkeypatch.delenv("AIRFLOW__ORCHEST_JOBS__ENVIRONMENT_IMAGES", raising=False)
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__PROJECTS_DIR", str(tmp_path / "projects"))
+    monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__STORE_DIR", str(tmp_path / "store"))
+    assert main(["validate", str(tmp_path / "projects")]) == 1  # unknown environment
+    assert "unknown environment 'only-in-cfg'" in capsys.readouterr().err
+    conf.set("orchest_jobs", "environment_images", '{"only-in-cfg": "some-image"}')
+    try:
+        assert main(["validate", str(tmp_path / "projects")]) == 0
+        assert "orchest__p__main" in build_dags()
+    finally:
+        conf.remove_option("orchest_jobs", "environment_images")
 
 
 def test_airflow_config_reads_the_section(monkeypatch, tmp_path):

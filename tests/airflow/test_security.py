@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.factory import build_dags
 from tests.airflow_helpers import run_dag, task_states
 from tests.orchest_factory import pipeline_doc, step, write_project
@@ -37,16 +36,13 @@ EDGE_VALUES = [
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch, airflow_home, images):
-    for key, value in {"PROJECTS_DIR": tmp_path / "projects", "STORE_DIR": tmp_path / "store",
-                       "DATA_DIR": tmp_path / "data", "NETWORK_MODE": "none",
-                       "ENVIRONMENT_IMAGES": json.dumps({"*": images["python"]})}.items():
-        monkeypatch.setenv(f"AIRFLOW__ORCHEST_JOBS__{key}", str(value))
+def settings(tmp_path, orchest_settings, images):
+    configured = orchest_settings(environment_images={"*": images["python"]})
     doc = pipeline_doc([step("probe", "probe.py", title="probe")], parameters={"value": 0},
                        uuid="security-pipeline")
     write_project(tmp_path / "projects" / "sec", doc, files={"probe.py": PROBE},
                   parameters={"pipeline_parameters": {"value": EDGE_VALUES}})
-    return Settings.from_environment()
+    return configured
 
 
 def test_steps_run_unprivileged_without_the_docker_socket(settings):

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..core.settings import Settings
+from ..config import load_settings
 
 
 def register(subparsers) -> None:
@@ -43,7 +43,7 @@ def register(subparsers) -> None:
 
 
 def _docker_url(args: argparse.Namespace) -> str:
-    return args.docker_url or Settings.from_environment().docker_url
+    return args.docker_url or load_settings().docker_url
 
 
 def run_build(args: argparse.Namespace) -> int:

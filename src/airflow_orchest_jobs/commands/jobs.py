@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from ..config import load_settings
 from ..core.errors import OrchestError
 from ..core.jobstate import JobStates
 from ..core.layout import StoreLayout
-from ..core.retention import apply_retention, collect_snapshots, folder_size, pipeline_runs
-from ..core.settings import Settings
+from ..core.retention import folder_size, pipeline_runs
+from ..retire import retire
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
 
 
 def _store(args: argparse.Namespace) -> Path:
-    return args.store or Settings.from_environment().store_dir
+    return args.store or load_settings().store_dir
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -59,15 +60,7 @@ def run_clean(args: argparse.Namespace) -> int:
     if args.keep < 0:
         raise OrchestError.single("--keep", "", "must be 0 or more")
     store = _store(args)
-    report = apply_retention(store, args.dag_id, args.keep)
-    freed = report.freed_bytes
-    if report.released_jobs:
-        from ..images import docker_client, job_image_owner, release
-
-        client = docker_client(args.docker_url or Settings.from_environment().docker_url)
-        for key in report.released_jobs:
-            release(client, job_image_owner(store, key))
-        freed += collect_snapshots(store, set(report.released_jobs.values()))
-    print(f"deleted {len(report.deleted_runs)} pipeline run(s), released "
-          f"{len(report.released_jobs)} job(s), freed {freed} bytes")
+    report = retire(store, args.dag_id, args.keep, args.docker_url or load_settings().docker_url)
+    print(f"deleted {report.deleted_runs} pipeline run(s), released "
+          f"{len(report.released_jobs)} job(s), freed {report.freed_bytes} bytes")
     return 0

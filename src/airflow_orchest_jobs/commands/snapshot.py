@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..config import load_settings
 from ..core.layout import StoreLayout
-from ..core.settings import Settings
 from ..core.snapshot import SnapshotStore
 
 
@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 
 
 def open_store(args: argparse.Namespace) -> SnapshotStore:
-    root = args.store or StoreLayout(Settings.from_environment().store_dir).snapshots
+    root = args.store or StoreLayout(load_settings().store_dir).snapshots
     return SnapshotStore(root)
 
 

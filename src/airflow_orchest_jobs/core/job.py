@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,20 @@ from .project import JOB_SUFFIX, parameters_file_for
 from .schedule import Schedule, parse_schedule
 
 
+class SnapshotMode(str, enum.Enum):
+    """When a job snapshots its project and freezes its images."""
+
+    #: Once, at the job's first run; every later run reuses them (Orchest's jobs).
+    PER_JOB = "per_job"
+    #: At every DAG run (pipeline DAGs: each DAG run is a one-off job).
+    PER_RUN = "per_run"
+
+
+class DagKind(str, enum.Enum):
+    PIPELINE = "pipeline"
+    JOB = "job"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
@@ -29,7 +44,7 @@ class JobSpec:
     #: Plain values, or {"airflow_variable": ...} / {"airflow_connection": ..., "field": ...}.
     env_variables: Mapping[str, Any] = field(default_factory=dict)
     max_retained_pipeline_runs: int | None = None
-    snapshot: str = "per_job"
+    snapshot: SnapshotMode = SnapshotMode.PER_JOB
     max_parallel_runs: int | None = None
     catchup: bool = False
     #: Orchest's fail-fast: the first failed step stops the rest of its pipeline run.
@@ -103,7 +118,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
         runs=tuple(runs) if runs is not None else None,
         env_variables=doc.get("env_variables", {}),
         max_retained_pipeline_runs=doc.get("max_retained_pipeline_runs"),
-        snapshot=doc.get("snapshot", "per_job"),
+        snapshot=SnapshotMode(doc.get("snapshot", "per_job")),
         max_parallel_runs=doc.get("max_parallel_runs"),
         catchup=doc.get("catchup", False),
         fail_fast=doc.get("fail_fast", True),

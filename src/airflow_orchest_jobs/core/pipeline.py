@@ -40,8 +40,9 @@ def load_pipeline(
     problems = schema.check("pipeline", raw, file)
     if problems:
         raise OrchestError(problems)
+    source_version = raw.get("version") or None  # before migrate() updates it in place
     pipeline = pipeline_from_document(migrate(raw), path, project_dir,
-                                      source_version=raw.get("version") or None)
+                                      source_version=source_version)
     problems = check_pipeline(pipeline, environments, data_dir, check_files)
     if problems:
         raise OrchestError(problems)

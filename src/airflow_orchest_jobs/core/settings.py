@@ -59,6 +59,20 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 
 
+#: key -> (Airflow's option type, an example value), shown in ``airflow config list``.
+EXAMPLES: dict[str, tuple[str, str]] = {
+    "projects_dir": ("string", "/srv/orchest/projects"),
+    "store_dir": ("string", "/srv/orchest/store"),
+    "data_dir": ("string", "/srv/orchest/data"),
+    "environment_images": ("string", '{"*": "registry.example.com/python-orchest:3.11"}'),
+    "network_mode": ("string", "none"),
+    "docker_url": ("string", "tcp://docker-host:2376"),
+    "registry": ("string", "registry.example.com:5000/orchest"),
+    "max_parallel_pipeline_runs": ("integer", "4"),
+    "step_user": ("string", "1000:1000"),
+}
+
+
 def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
 

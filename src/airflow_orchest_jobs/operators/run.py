@@ -19,8 +19,8 @@ from ..core.runslots import RunSlots, Ticket
 from ..core.services import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, job_services
 
 if TYPE_CHECKING:
+    from ..core.jobdef import JobDefinition
     from ..core.settings import Settings
-    from ..jobdef import JobDefinition
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +115,7 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
             settings.data_dir, run.project_dir, {**private, **plain},
             job_key=run.job.job_run_key, holder_image=run.images.get(image_key(first_step)))
     except ServiceStartError as exc:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(f"{exc}\nNo step of this pipeline run was started.") \
-            from None
+        raise fail(f"{exc}\nNo step of this pipeline run was started.") from None
     log.info("Services up for run %s (%s) in the namespace of %s",
              run.label, ", ".join(s.name for s in specs), holder)
 

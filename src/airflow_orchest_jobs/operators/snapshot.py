@@ -15,30 +15,38 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from ..core.errors import OrchestError
+from ..core.job import SnapshotMode
 from ..core.jobstate import FrozenJob, JobStates
 from ..core.layout import StoreLayout
 from ..core.rundesc import JobRun
 from ..core.services import job_services
 from ..core.variables import split_values
+from .errors import user_error as fail
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from ..core.jobdef import JobDefinition
     from ..core.settings import Settings
-    from ..jobdef import JobDefinition
 
 
-def fail(exc: OrchestError):
-    """An error the user must fix: fail now, no retries, one readable message."""
-    from airflow.sdk.exceptions import AirflowFailException
+def max_map_length() -> int:
+    """Airflow's ``[core] max_map_length``: instances one mapped group may have."""
+    from airflow.configuration import conf
 
-    return AirflowFailException("\n".join(str(p) for p in exc.problems))
+    return conf.getint("core", "max_map_length", fallback=1024)
 
 
 def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     """The validated trigger request of ``job`` (raises AirflowFailException)."""
     from ..core.request import resolve_request
+    from ..views.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
 
+    # The UI's form adds a field per parameter and picks runs as strings: fold them into
+    # the documented conf (a conf from the CLI or the REST API passes unchanged).
+    from_form = bool(conf) and any(key.startswith(FIELD_PREFIX) for key in conf)
+    conf = fold_form_conf(conf, field_defaults(job.pipeline, job.parameters)
+                          if from_form else None)
     try:
         return resolve_request(job.pipeline, conf, default_parameters=job.parameters,
                                default_runs=job.runs, default_env=job.env_variables,
@@ -152,7 +160,7 @@ class OrchestSnapshotOperator(BaseOperator):
         self.log.info("Snapshot %s: %d files, %d bytes", snapshot.id, snapshot.file_count,
                       snapshot.total_bytes)
         extra: dict[str, Any] = {"dag_id": job.dag_id, "project": str(job.project.path)}
-        if job.snapshot == "per_job":  # its DAG is built from this document at every parse
+        if job.snapshot is SnapshotMode.PER_JOB:  # its DAG is built from this at every parse
             extra["pipeline_document"] = snapshot_pipeline(
                 layout.snapshots, snapshot.id, str(job.pipeline.rel_path),
                 settings.environment_images).document

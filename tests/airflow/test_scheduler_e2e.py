@@ -21,7 +21,7 @@ from tests.deployment import Deployment
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "projects" / "weather-report"
 GENERATE_STEP = "4ed239c8-150f-41b6-a502-e67a65dab474"
 GENERATE_TASK = "pipeline_run.generate_readings"

@@ -24,7 +24,7 @@ from airflow_orchest_jobs.core.snapshot.packs import PACK_MAX
 from airflow_orchest_jobs.core.snapshot.selection import stamp
 from airflow_orchest_jobs.core.snapshot.statcache import StatCache
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 OLD = 1_600_000_000  # a 2020 timestamp: files the stat cache may trust at once
 
 

@@ -1,0 +1,102 @@
+"""The plain Airflow tasks of an Orchest DAG, beside the operators they work with.
+
+``plan`` (expand the grid, write each run's definition), a run's ``prepare`` (slot,
+checkout, services; only for runs with services or run limits) and ``cleanup``
+teardown, and the job run's ``finalize`` teardown. Each is built inside a DAG by the
+factory; the work lives in the core and in :mod:`.run`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..core.errors import OrchestError
+from ..core.jobdef import JobDefinition
+from ..core.model import Pipeline
+
+
+def plan_task(job: JobDefinition, pipeline: Pipeline, lanes: int):
+    """Expand the grid, write each selected run's definition, return the run keys."""
+    from airflow.sdk import task
+
+    @task(task_id="plan")
+    def plan(job_run: dict[str, Any], dag_run=None) -> list[dict[str, Any]]:
+        from ..core.plan import plan_runs
+        from ..core.rundesc import JobRun
+        from .snapshot import fail, max_map_length, request_for
+
+        request = request_for(job, dag_run.conf)
+        try:
+            return plan_runs(pipeline, request, JobRun.from_dict(job_run), lanes=lanes,
+                             max_map_length=max_map_length())
+        except OrchestError as exc:
+            raise fail(exc) from None
+
+    return plan
+
+
+def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]):
+    """Wait for a run slot (if limited), check the snapshot out, start the services."""
+    from airflow.sdk import task
+
+    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}")
+    def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
+        from airflow.sdk import get_current_context
+
+        from ..config import load_settings
+        from ..core.rundesc import describe
+        from ..core.settings import step_owner
+        from .run import admit_or_wait, check_out, start_services
+
+        desc = describe(run, job_run)
+        get_current_context()["orchest_run_label"] = desc.label  # names the map index
+        settings = load_settings()
+        if limits:
+            admit_or_wait(settings, desc, limits, dag_run, ti)
+        owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
+        check_out(settings, desc, owner, dag_run, ti, peers=[])
+        if desc.job.has_services:
+            start_services(settings, job, desc)
+
+    return prepare(run, job_run)
+
+
+def cleanup_task(run, job_run):
+    """The run's teardown: stop its services, give its run slots back."""
+    from airflow.sdk import task
+
+    @task(task_id="cleanup", map_index_template="{{ orchest_run_label }}")
+    def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
+        from airflow.sdk import get_current_context
+
+        from ..config import load_settings
+        from ..core.rundesc import describe
+        from .run import end_run
+
+        desc = describe(run, job_run)
+        get_current_context()["orchest_run_label"] = desc.label
+        end_run(load_settings(), desc)
+
+    return cleanup(run, job_run)
+
+
+def finalize_task(job: JobDefinition):
+    """Mark the DAG run's runs finished, then apply the job's retention."""
+    from airflow.sdk import task
+
+    @task(task_id="finalize")
+    def finalize(dag_run=None) -> dict[str, Any]:
+        from ..config import load_settings
+        from ..core.retention import mark_finished
+        from ..retire import retire
+        from .run import end_job_run
+        from .snapshot import run_root
+
+        settings = load_settings()
+        end_job_run(settings, job, job.dag_id, dag_run.run_id)
+        mark_finished(run_root(settings, job.dag_id, dag_run.run_id))
+        return retire(settings.store_dir, job.dag_id, job.max_retained_pipeline_runs,
+                      settings.docker_url).as_dict()
+
+    return finalize()
