@@ -61,9 +61,9 @@ from _common import (
 
 COMMAND = ".venv/bin/python bench/scale.py"
 SECTION = "Big grids (scale)"
-HISTORY = ("An earlier full run (2026-11-29 02:27 UTC, the machine busier: plain containers "
-           "0.740 s each) measured 1.290 s vs 0.812 s per pipeline run, 1.59x: the overhead "
-           "per run is roughly constant, so its share grows when containers start fast.")
+HISTORY = ("Before slim mapping (commit 1142a8e, 2026-11-29, --runs 1030): 0.90 s vs 0.45 s "
+           "per pipeline run, 2.0x (a prepare task per run; each mapped instance pulled its "
+           "lane's list of full run descriptions).")
 DAG_ID = "orchest__scale__echo"
 REFERENCE_ID = "reference_docker_echo"
 ECHO = 'echo "run $ORCHEST_SESSION_UUID"'

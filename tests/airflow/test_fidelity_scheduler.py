@@ -168,3 +168,31 @@ def test_cancelling_a_run_with_services_leaves_no_container(deployment: Deployme
                               json={"state": "failed"})
     assert response.status_code == 200, response.text
     deployment.wait("the run's containers to be removed", lambda: not run_containers(), 90)
+
+
+def test_a_notebook_saved_by_orchest_runs_beside_its_sibling(deployment: Deployment) -> None:
+    """Orchest's kernelspec name, a `skip` cell and a plot, with a sibling running."""
+    from tests.airflow.test_notebooks import PNG_CELL, code, notebook
+
+    name = _name()
+    saved = notebook(code(f"open('/data/skipped-{name}', 'w').write('ran')", "skip"),
+                     code("import orchest\nprint('n is', orchest.get_pipeline_param('n'))"),
+                     code(PNG_CELL))
+    doc = pipeline_doc([step("nb", "analyse.ipynb", title="analyse"),
+                        step("side", "side.py", title="side")],
+                       parameters={"n": 7}, uuid=f"nb-{name}")
+    write_project(deployment.projects_dir / name, doc,
+                  files={"analyse.ipynb": json.dumps(saved), "side.py": SLOW})
+    dag_id = f"orchest__{name}__main"
+    deployment.wait_for_dag(dag_id)
+    run_id = deployment.trigger(dag_id, prefix="notebook")
+    run = deployment.wait_finished(dag_id, run_id)
+    tis = deployment.task_instances(dag_id, run_id)
+    assert run["state"] == "success", {k: ti["state"] for k, ti in tis.items()}
+    nb, side = tis["pipeline_run.analyse[0]"], tis["pipeline_run.side[0]"]
+    assert _when(nb["start_date"]) < _when(side["end_date"]) and \
+        _when(side["start_date"]) < _when(nb["end_date"])  # side by side
+    assert not (deployment.data_dir / f"skipped-{name}").exists()
+    html = next(deployment.store_dir.glob(f"runs/{dag_id}/*/run-00000/project/analyse.html"))
+    assert "data:image/png;base64," in html.read_text()
+    assert "n is 7" in deployment.task_log(dag_id, run_id, "pipeline_run.analyse", 0)

@@ -1,0 +1,127 @@
+"""Per-run cost on a real scheduler: the factory's DAG against a plain DockerOperator DAG.
+
+Run: ``.venv/bin/python bench/scale_scheduler.py --runs 200`` (``--sizes 100,1000`` also
+runs ours at each size, to see whether the cost per run grows with the grid). Starts
+Airflow's api-server, scheduler and dag-processor on 127.0.0.1 (LocalExecutor,
+``[core] parallelism`` 8, SQLite), with a DAGs folder holding ``dags/orchest_jobs.py``
+and the plain reference DAG of ``bench/scale.py`` (same busybox image, same shell
+command, network none). Each DAG is triggered through the REST API and timed from the
+DAG run's start to its end (the metadata DB's dates); both run in the same deployment,
+one after the other. Needs the Docker engine and the local images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import REPO, images, machine, table, write_section
+from scale import DAG_ID, REFERENCE_ID, write_project
+from tests.deployment import Deployment, environment, free_port, stop
+
+SECTION = "Big grids on a real scheduler"
+COMMAND = ".venv/bin/python bench/scale_scheduler.py"
+REFERENCE_FILE = '''\
+import sys
+sys.path.insert(0, {bench!r})
+from scale import reference_dag
+dag = reference_dag({image!r}, {runs}, {max_map_length}, "unix://var/run/docker.sock")
+'''
+
+
+def _seconds(run: dict) -> float:
+    start = datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
+    return (end - start).total_seconds()
+
+
+def timed(deployment: Deployment, dag_id: str, conf: dict | None = None) -> float:
+    deployment.wait_for_dag(dag_id)
+    run_id = deployment.trigger(dag_id, conf, prefix="bench")
+    run = deployment.wait_finished(dag_id, run_id, timeout=7200)
+    if run["state"] != "success":
+        raise SystemExit(f"{dag_id} {run_id}: {run['state']}\n{deployment.diagnostics()}")
+    return _seconds(run)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--sizes", default="", help="also run ours at these grid sizes")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    tags = images()
+    root = Path(tempfile.mkdtemp(prefix="aoj-bench-sched-"))
+    dags, projects = root / "dags", root / "projects"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "orchest_jobs.py", dags / "orchest_jobs.py")
+    (dags / "reference.py").write_text(REFERENCE_FILE.format(
+        bench=str(REPO / "bench"), image=tags["busybox"], runs=args.runs,
+        max_map_length=1024))
+    write_project(projects, max([args.runs, *sizes]))
+    port = free_port()
+    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"])
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    deployment = Deployment(home=root, env=env, base_url=f"http://127.0.0.1:{port}",
+                            projects_dir=projects, store_dir=root / "store",
+                            data_dir=root / "data")
+    results: dict[str, float] = {}
+    try:
+        assert deployment.airflow("db", "migrate", timeout=300).returncode == 0
+        for name, cmd in {"api-server": ["api-server"], "scheduler": ["scheduler"],
+                          "dag-processor": ["dag-processor"]}.items():
+            with open(root / f"{name}.log", "wb") as out:
+                deployment.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "airflow", *cmd], env=env, cwd=root,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+        deployment.wait("the API server", lambda: requests.get(
+            f"{deployment.base_url}/api/v2/monitor/health", timeout=5).ok, 180)
+        grid = {"parameters": {"pipeline_parameters": {"i": list(range(args.runs))}}}
+        results["plain"] = timed(deployment, REFERENCE_ID)
+        results["ours"] = timed(deployment, DAG_ID, grid)
+        for size in sizes:
+            results[f"ours@{size}"] = timed(deployment, DAG_ID, {
+                "parameters": {"pipeline_parameters": {"i": list(range(size))}}})
+    finally:
+        stop(list(deployment.processes.values()))
+        shutil.rmtree(root, ignore_errors=True)
+    rows = [["plain DockerOperator DAG", args.runs, f"{results['plain']:.0f} s",
+             f"{results['plain'] / args.runs:.3f} s", "1.00x"],
+            ["ours (factory DAG)", args.runs, f"{results['ours']:.0f} s",
+             f"{results['ours'] / args.runs:.3f} s",
+             f"{results['ours'] / results['plain']:.2f}x"]]
+    for size in sizes:
+        seconds = results[f"ours@{size}"]
+        rows.append([f"ours, {size}-run grid", size, f"{seconds:.0f} s",
+                     f"{seconds / size:.3f} s", ""])
+    text = table(["DAG", "pipeline runs", "DAG run (start to end)", "per pipeline run",
+                  "ours / plain"], rows)
+    print(text)
+    if not args.no_write:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                              capture_output=True, text=True).stdout.strip()
+        extra = f" --sizes {args.sizes}" if sizes else ""
+        write_section(SECTION, (
+            f"`{COMMAND} --runs {args.runs}{extra}` ({time.strftime('%Y-%m-%d')}; commit "
+            f"{head}; {machine()}; api-server + scheduler + dag-processor, LocalExecutor, "
+            "parallelism 8, SQLite; one DAG run each, the plain DAG first).\n\n" + text))
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
