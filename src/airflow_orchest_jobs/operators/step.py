@@ -44,6 +44,7 @@ from ..core.contract import (
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
 from ..core.rundesc import RunDescription, describe
 from ..core.settings import step_owner
+from ..hosts import claim_engine
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
 
@@ -133,6 +134,8 @@ class OrchestStepOperator(DockerOperator):
         self.log.info("Step %r (%s), run %s: %s in %s", self.step.title, self.step.uuid,
                       run.label, self.command[-1], self.image)
         self._connect()
+        self.labels.update(claim_engine(self.cli, self.docker_url, run.run_dir, run.run_uuid,
+                                        self.step.uuid, context.get("ti"), self.log))
         with _step_slot(run_dir, self.max_steps_parallelism, self.log), \
                 self._watching_for_failure(run_dir):
             try:
@@ -291,10 +294,10 @@ class OrchestStepOperator(DockerOperator):
             self.cli.inspect_image(self.image)
         except docker.errors.ImageNotFound:
             if self.image.startswith("sha256:"):
-                raise _fail(
-                    f"image {self.image} (frozen for {describe_key(self.image_key)}) is no "
-                    "longer on this Docker engine; re-create the job so it freezes the "
-                    "current image") from None
+                from ..registry import missing_image_message
+
+                raise _fail(missing_image_message(self.image, describe_key(self.image_key),
+                                                  self.docker_url)) from None
             return super().execute(context)  # a registry digest: pull it, then run
         return self._run_image()
 
