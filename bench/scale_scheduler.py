@@ -34,6 +34,7 @@ from tests.deployment import Deployment, environment, free_port, stop
 SECTION = "Big grids on a real scheduler"
 COMMAND = ".venv/bin/python bench/scale_scheduler.py"
 REFERENCE_FILE = '''\
+# An airflow DAG file (the words "airflow" and "dag" let the DAG processor's safe mode read it).
 import sys
 sys.path.insert(0, {bench!r})
 from scale import reference_dag
