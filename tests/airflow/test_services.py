@@ -35,13 +35,13 @@ from airflow_orchest_jobs.operators.services import (
     start_run_services,
     stop_run_services,
 )
-from tests.conftest import CORPUS
 from tests.orchest_factory import ENV, pipeline_doc, step, write_project
 
 docker = pytest.mark.docker
 
 RUN = "0b9d6b1e-1111-4c4b-9d0a-5f1e2d3c4b5a"
 PROJECT = "6f2a0e0c-2222-4c4b-9d0a-5f1e2d3c4b5a"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "orchest" / "projects"
 
 
 def service(name: str, **fields) -> dict:
@@ -83,15 +83,15 @@ def test_command_is_one_executable_and_args_split_like_a_shell(tmp_path):
 
 
 def test_old_files_migrate_entrypoint_to_command(tmp_path):
-    """A 1.0.0 corpus file: ``entrypoint`` became ``command``, old ``command`` ``args``."""
-    path = CORPUS / "ricklamers+two-phase-pipeline-streamlit" / "main.orchest"
+    """A 1.0.0 file: ``entrypoint`` became ``command``, old ``command`` ``args``."""
+    path = FIXTURES / "services-1-0-0" / "main.orchest"
     pipeline = load_pipeline(path, path.parent, check_files=False)
-    (spec,) = service_specs(pipeline, RUN, PROJECT)
-    assert spec.name == "streamlit" and spec.command == ("bash",)
-    assert spec.args[0] == "-c" and "streamlit run streamlit.py" in spec.args[1]
+    spec = next(s for s in service_specs(pipeline, RUN, PROJECT) if s.name == "streamlit")
+    assert spec.command == ("bash",)
+    assert spec.args[0] == "-c" and "streamlit run src/dashboard.py" in spec.args[1]
     assert spec.binds == (("/data", "/data"), ("/project-dir", "/usr/src/app/src"))
     assert spec.env["STREAMLIT_SERVER_BASE_URL_PATH"] == f"pbp-service-streamlit-{RUN}_8501"
-    assert spec.image_key == "service-image:orchest/streamlit"
+    assert spec.image_key == "7c788682-4361-4f71-81f2-92b8ecd9e1c0"
 
 
 def test_env_service_variables_then_inherited_job_variables_win(tmp_path):
