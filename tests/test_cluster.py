@@ -48,7 +48,7 @@ ROOT = REPO / ".cache" / "cluster-test"
 GRID_RUNS = 60
 #: Seconds the first try of a fault test's middle step sleeps: longer than the heartbeat
 #: timeout plus the retry delay, so the retry meets the lost try's container still running.
-LOST_STEP_SLEEP = 75
+LOST_STEP_SLEEP = 50
 
 PRODUCE = """\
 import orchest
@@ -387,10 +387,18 @@ def test_postgres_restarted_mid_run(cluster: tuple[Cluster, dict[str, str]]) -> 
         return list(c.api.task_states(dag_id, run_id).values()).count("success") >= 6
 
     c.api.wait("a few steps to finish", some_done, timeout=300)
+    marks = {path.name: path.stat().st_size for path in (ROOT / "logs").glob("*.log")}
     c.cli("restart", "postgres")
     run = c.api.wait_finished(dag_id, run_id, timeout=600)
     assert run["state"] == "success", c.api.diagnostics()
     assert _results(c, dag_id) == {n: 2 * n + 1 for n in range(JOBS["pgrestart"])}
+    restarted = []  # components that exited on losing the database (then restarted)
+    for path in (ROOT / "logs").glob("*.log"):
+        with open(path, "rb") as handle:
+            handle.seek(marks.get(path.name, 0))
+            if b"restarting in 2 s" in handle.read():
+                restarted.append(path.stem)
+    print(f"\nPostgreSQL restart: components restarted by the supervisor: {restarted}")
 
 
 def test_registry_down_at_job_creation(cluster: tuple[Cluster, dict[str, str]]) -> None:

@@ -23,6 +23,7 @@ from airflow_orchest_jobs.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
+CELERY_FILE = REPO / "docker-compose.celery.yml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
@@ -105,12 +106,41 @@ def _environment(service: dict) -> dict[str, str]:
     return {key: "" if value is None else str(value) for key, value in env.items()}
 
 
-def load_compose(env: dict[str, str]) -> dict:
-    """The compose model after interpolation with exactly ``env`` (plus PATH/HOME)."""
+def _deep_merge(base, override):
+    """Compose's merge of an override into a service: mappings key by key, the rest
+    replaced (enough for docker-compose.celery.yml, which overrides no sequences)."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _deep_merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+def _apply_override(model: dict, override: dict) -> dict:
+    """``model`` with a later ``-f`` file applied: services merged, ``extends`` resolved."""
+    services = dict(model["services"])
+    for name, service in (override.get("services") or {}).items():
+        service = dict(service)
+        extends = service.pop("extends", None)
+        if extends:
+            assert Path(extends["file"]).name == COMPOSE_FILE.name
+            start = model["services"][extends["service"]]
+        else:
+            start = services.get(name, {})
+        services[name] = _deep_merge(start, service)
+    return {**model, **{k: v for k, v in override.items() if not k.startswith("x-")},
+            "services": services, "volumes": {**(model.get("volumes") or {}),
+                                              **(override.get("volumes") or {})}}
+
+
+def load_compose(env: dict[str, str], files: tuple[Path, ...] = (COMPOSE_FILE,)) -> dict:
+    """The compose model of ``files`` (``-f`` order) after interpolation with exactly
+    ``env`` (plus PATH/HOME)."""
     if HAS_COMPOSE:
         result = subprocess.run(
-            ["docker", "compose", "-f", str(COMPOSE_FILE), "--profile", "debug",
-             "config", "--format", "json"],
+            ["docker", "compose", *[a for f in files for a in ("-f", str(f))], "--profile",
+             "debug", "--profile", "flower", "config", "--format", "json"],
             capture_output=True,
             text=True,
             cwd=REPO,
@@ -119,7 +149,10 @@ def load_compose(env: dict[str, str]) -> dict:
         if result.returncode != 0:
             raise MissingVariable(result.stderr)
         return json.loads(result.stdout)
-    return _interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env)
+    model = yaml.safe_load(files[0].read_text())
+    for override in files[1:]:
+        model = _apply_override(model, yaml.safe_load(override.read_text()))
+    return _interpolate(model, env)
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +351,92 @@ def test_compose_file_documents_usage(raw_compose):
     # The DAGs folder is this repository's dags/ (dags/orchest_jobs.py calls the factory).
     dags = raw_compose["x-airflow-common"]["volumes"][0]
     assert dags.startswith("./dags:/opt/airflow/dags")
+
+
+# --- docker-compose.celery.yml: the CeleryExecutor variant --------------------------------
+
+CELERY_SERVICES = (*AIRFLOW_SERVICES, "airflow-worker")
+
+
+@pytest.fixture(scope="module")
+def celery() -> dict:
+    return load_compose(USER_ENV, (COMPOSE_FILE, CELERY_FILE))
+
+
+def test_celery_variant_adds_redis_and_workers(celery):
+    services = celery["services"]
+    assert services["redis"]["image"].startswith("redis:")
+    assert "redis-cli" in " ".join(services["redis"]["healthcheck"]["test"])
+    worker = services["airflow-worker"]
+    command = worker["command"]
+    assert (command if isinstance(command, str) else " ".join(command)) == "celery worker"
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    assert _environment(worker)["DUMB_INIT_SETSID"] == "0"
+    for name in (*AIRFLOW_SERVICES[1:], "airflow-worker"):
+        depends = services[name]["depends_on"]
+        assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["airflow-init"]["condition"] == "service_completed_successfully", name
+    # The LocalExecutor file alone is unchanged: no redis, no worker.
+    assert "redis" not in load_compose(USER_ENV)["services"]
+
+
+def test_celery_variant_configures_every_component_alike(celery):
+    envs = {name: _environment(celery["services"][name]) for name in CELERY_SERVICES}
+    for name, env in envs.items():
+        assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0", name
+        assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql"), name
+        assert "@postgres/" in env["AIRFLOW__CELERY__RESULT_BACKEND"], name
+        assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == (
+            "http://airflow-apiserver:8080/execution/"), name
+        assert int(env["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"]) >= 1, name
+    for key in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+                "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"):
+        assert len({env[key] for env in envs.values()}) == 1, key
+    # The Celery settings name a real object: Airflow's defaults plus the worker hooks.
+    module, _, attr = envs["airflow-worker"]["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] \
+        .rpartition(".")
+    from importlib import import_module
+
+    from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
+
+    config = getattr(import_module(module), attr)
+    assert set(DEFAULT_CELERY_CONFIG) <= set(config)
+
+
+def test_celery_worker_starts_steps_like_the_scheduler_did(celery):
+    """The worker runs the tasks: Docker socket, DOCKER_GID and the Orchest folders at
+    the same path, and the same [orchest_jobs] settings as every other component."""
+    worker = celery["services"]["airflow-worker"]
+    pairs = [_split_volume(v) for v in worker["volumes"]]
+    assert dict(pair[::-1] for pair in pairs).get(DOCKER_SOCKET) == DOCKER_SOCKET
+    assert [str(g) for g in worker["group_add"]] == [USER_ENV["DOCKER_GID"]]
+    for folder in ORCHEST_FOLDERS:
+        path = f"{USER_ENV['ORCHEST_JOBS_ROOT']}/{folder}"
+        assert (path, path) in pairs, folder
+    env = _environment(worker)
+    scheduler = _environment(celery["services"]["airflow-scheduler"])
+    for key, value in scheduler.items():
+        if key.startswith("AIRFLOW__ORCHEST_JOBS__"):
+            assert env[key] == value, key
+    assert worker["image"] == celery["services"]["airflow-scheduler"]["image"]
+
+
+def test_celery_registry_passes_through():
+    celery = load_compose({**USER_ENV, "ORCHEST_JOBS_REGISTRY": "registry.example.com:5000"},
+                          (COMPOSE_FILE, CELERY_FILE))
+    for name in CELERY_SERVICES:
+        env = _environment(celery["services"][name])
+        assert env["AIRFLOW__ORCHEST_JOBS__REGISTRY"] == "registry.example.com:5000", name
+        settings = Settings.from_mapping({"registry": env["AIRFLOW__ORCHEST_JOBS__REGISTRY"]})
+        assert settings.registry == "registry.example.com:5000"
+
+
+def test_celery_file_documents_usage():
+    header = CELERY_FILE.read_text().split("\n---", 1)[0]
+    for needle in ("-f docker-compose.yml -f docker-compose.celery.yml", "--scale airflow-worker",
+                   "SAME absolute path", "ORCHEST_JOBS_REGISTRY", "Several hosts"):
+        assert needle in header, f"usage header lacks {needle!r}"
 
 
 # --- docker/Dockerfile ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -67,7 +68,11 @@ def test_sweep_removes_only_the_workers_own(docker_client, images) -> None:
     theirs = _container(docker_client, images["busybox"],
                         **{LABEL_RUN: "r", LABEL_STEP: "s", LABEL_WORKER: "celery@other"})
     try:
-        removed = sweep_worker("unix://var/run/docker.sock", "celery@sweep-me")
+        # A container made after the worker (re)started is a task it took since: kept.
+        assert sweep_worker("unix://var/run/docker.sock", "celery@sweep-me",
+                            started=time.time() - 3600) == []
+        removed = sweep_worker("unix://var/run/docker.sock", "celery@sweep-me",
+                               started=time.time() + 5)
         assert removed == [mine]
         assert _exists(docker_client, theirs)
     finally:

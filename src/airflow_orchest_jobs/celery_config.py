@@ -7,13 +7,15 @@ CELERY_CONFIG`` (``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS``) on the workers:
   becomes ``ORCHEST_JOBS_WORKER`` for every task it runs: step containers carry it as
   their ``orchest-jobs.worker`` label;
 * when it is ready (``worker_ready``), it removes the step containers it left on its
-  engine (``[orchest_jobs] docker_url``) when it was killed: none of its tasks runs yet.
+  engine (``[orchest_jobs] docker_url``) when it was killed: those created before it
+  started (a task it already took may be starting one).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
@@ -24,11 +26,14 @@ from .hosts import WORKER_VARIABLE, sweep_worker
 log = logging.getLogger(__name__)
 
 CELERY_CONFIG: dict[str, Any] = dict(DEFAULT_CELERY_CONFIG)
+#: When this worker process started (epoch seconds): containers it made are newer.
+_STARTED: list[float] = []
 
 
 @celeryd_init.connect
 def name_worker(sender: Any = None, **_: Any) -> None:
     """This worker's node name, inherited by its pool and task processes."""
+    _STARTED.append(time.time())
     if sender:
         os.environ[WORKER_VARIABLE] = str(sender)
 
@@ -43,7 +48,7 @@ def sweep_on_ready(**_: Any) -> None:
         from .config import load_settings
 
         docker_url = load_settings().docker_url
-        removed = sweep_worker(docker_url, name)
+        removed = sweep_worker(docker_url, name, _STARTED[0] if _STARTED else None)
     except Exception as exc:
         log.warning("Orchest jobs: could not sweep the containers of %s: %s", name, exc)
         return

@@ -62,12 +62,16 @@ def _labels_filter(run_uuid: str, step_uuid: str) -> dict[str, list[str]]:
     return {"label": [f"{LABEL_RUN}={run_uuid}", f"{LABEL_STEP}={step_uuid}"]}
 
 
-def remove_containers(cli: Any, filters: dict[str, Any]) -> list[str]:
-    """Force-remove every container (running or not) matching ``filters``; their ids."""
+def remove_containers(cli: Any, filters: dict[str, Any],
+                      created_before: float | None = None) -> list[str]:
+    """Force-remove every container (running or not) matching ``filters`` (and created
+    before ``created_before``, epoch seconds, if given); their ids."""
     import docker.errors
 
     removed = []
     for container in cli.containers(all=True, filters=filters):
+        if created_before is not None and container.get("Created", 0) >= created_before:
+            continue
         try:
             cli.remove_container(container["Id"], force=True)
         except docker.errors.NotFound:
@@ -161,12 +165,14 @@ def claim_engine(cli: Any, docker_url: str | None, run_dir: str | Path, run_uuid
     return {LABEL_WORKER: worker_name()}
 
 
-def sweep_worker(docker_url: str, worker: str) -> list[str]:
-    """Remove every step container ``worker`` started on the engine at ``docker_url``."""
+def sweep_worker(docker_url: str, worker: str, started: float | None = None) -> list[str]:
+    """Remove every step container ``worker`` started on the engine at ``docker_url``
+    before it (re)started at ``started`` (epoch seconds; None: all of them)."""
     import docker
 
     cli = docker.APIClient(base_url=docker_url, timeout=30)
     try:
-        return remove_containers(cli, {"label": [f"{LABEL_WORKER}={worker}"]})
+        return remove_containers(cli, {"label": [f"{LABEL_WORKER}={worker}"]},
+                                 created_before=started)
     finally:
         cli.close()
