@@ -89,3 +89,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"external Orchest corpus not found at {CORPUS} ({where}): {len(skipped)} corpus "
             "test(s) skipped; tests/fixtures/orchest covers every shape", yellow=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """tests/test_cluster.py needs the multi-host deployment: marker ``cluster``."""
+    for item in items:
+        if item.nodeid.startswith("tests/test_cluster.py"):
+            item.add_marker(pytest.mark.cluster)
