@@ -9,6 +9,7 @@ worker or a cancelled DAG run left behind.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,9 @@ FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
 #: DAG run states in which a job run still owns its slots and services.
 LIVE_STATES = ("queued", "running")
 #: Seconds a waiting run sleeps before asking again: more the further back in line.
-MIN_WAIT, MAX_WAIT = 2, 30
+MIN_WAIT, MAX_WAIT = 6, 30
+#: Seconds the next run in line keeps asking inside its task before it reschedules.
+IN_TASK_WAIT = 8
 
 
 def admit_or_wait(settings: Settings, run: RunDescription,
@@ -50,10 +53,19 @@ def admit_or_wait(settings: Settings, run: RunDescription,
         except Exception:  # a DAG run deleted from the database: not live
             return False
 
-    admission = RunSlots(settings.store_dir).try_admit(ticket, limits, is_live)
-    if admission.admitted:
-        log.info("Run slot taken (%s)", ", ".join(f"{s}: {n}" for s, n in limits))
-        return
+    slots = RunSlots(settings.store_dir)
+    # Ask a few times in the task first: a rescheduled task goes back through the
+    # scheduler, and very short reschedules race its executor events (Airflow then marks
+    # the task failed: "finished with state success, but ... queued").
+    deadline = time.monotonic() + IN_TASK_WAIT
+    while True:
+        admission = slots.try_admit(ticket, limits, is_live)
+        if admission.admitted:
+            log.info("Run slot taken (%s)", ", ".join(f"{s}: {n}" for s, n in limits))
+            return
+        if time.monotonic() >= deadline or admission.distance > 1:
+            break
+        time.sleep(1)
     wait = max(MIN_WAIT, min(MAX_WAIT, MIN_WAIT + admission.distance // 4))
     log.info("Waiting for a run slot: %s; asking again in %d s", admission.reason, wait)
     raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=wait))
