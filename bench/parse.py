@@ -18,17 +18,16 @@ reloading would flatter ours: after the first round the plugin's modules and its
 per-process caches would stay loaded, which never happens under the processor (every
 parse is a new fork).
 
-Modes: ``processor`` applies Airflow's pre-import rule (the hand-written file's
-``from airflow.providers.docker...`` is pre-imported by the manager; ours,
-``from airflow_orchest_jobs.factory import ...``, is not an ``airflow.`` module, so the
-plugin and, through it, the docker provider are imported in every parse) with the
-plugin's store already holding what earlier parses left there (the validation memo): the
-processor's steady state on unchanged projects. ``processor, empty store``: the same
-with a new, empty store per process (a first parse, or every file changed). ``cold``:
-nothing pre-imported, so both files pay for all their imports. Each child then parses
-the same file a second time in the same process (per-process caches warm, as for
-``airflow dags list -l``; the processor never gets that). ``--what-if`` adds a copy of
-ours that also imports the docker provider, so the manager pre-imports it.
+Modes: ``processor`` applies Airflow's pre-import rule (the manager imports the
+``airflow.*`` modules a DAG file names: the docker provider for both files, since
+``dags/orchest_jobs.py`` names it for that reason; ``airflow_orchest_jobs`` itself is
+imported in every parse), then ``gc.freeze()`` as the manager does before it forks, with
+the plugin's store as earlier parses and runs left it: the processor's steady state on
+unchanged projects. ``processor, empty store``: the same with a new, empty store per
+process (a first parse). ``cold``: nothing pre-imported and nothing frozen, so both files
+pay for all their imports. Each child then parses the same file a second time in the
+same process (per-process caches warm, as for ``airflow dags list -l``; the processor
+never gets that).
 """
 
 from __future__ import annotations
@@ -223,6 +222,9 @@ def child(folder: str, preimport: bool, profile: str | None) -> None:
     if preimport:  # airflow.dag_processing.processor._pre_import_airflow_modules
         for module in iter_airflow_imports(str(file)):
             importlib.import_module(module)
+        # DagFileProcessorManager.before_run: gc.freeze() before forking the parsers, so
+        # the collector of a parse never walks what the manager had loaded.
+        gc.freeze()
     out["preimport"] = time.perf_counter() - start
 
     def parse() -> dict:
@@ -359,10 +361,10 @@ PROFILE_ROWS = [
      "build_dags"),
     ("  scan_projects: read + validate the projects", "core/scan.py", "scan_projects"),
     ("    load_pipeline (x pipelines)", "core/pipeline.py", "load_pipeline"),
-    ("      schema.check (jsonschema unless memoized in the store)", "core/schema.py",
+    ("      schema.check (jsonschema_rs; jsonschema for invalid files)", "core/schema.py",
      "check"),
     ("      check_pipeline (file checks, realpath)", "core/pipeline.py", "check_pipeline"),
-    ("  JobDefinition.fingerprint (hash every source file)", "airflow_orchest_jobs/jobdef.py",
+    ("  JobDefinition.fingerprint (stat every source file)", "core/jobdef.py",
      "fingerprint"),
     ("  orchest_dag (build the Airflow objects)", "airflow_orchest_jobs/factory.py",
      "orchest_dag"),
@@ -488,12 +490,11 @@ def main() -> int:
                 f"with an empty store (first parse): {empty:.2f}x.\n\n"
                 "Modes: `processor` = as Airflow's DAG processor: a fresh process with "
                 "Airflow imported and the DAG file's `airflow.*` imports pre-imported by "
-                "the manager (the hand-written file's docker provider import is; our "
-                "`airflow_orchest_jobs` import is not, so for ours `processor` and `cold` "
-                "are the same work and their difference is noise), the plugin's store "
-                "already holding the validation memo of earlier parses (unchanged "
-                "projects); `processor, empty store` = the same with a new empty store per "
-                "process (first parse, or every file changed); `cold` = nothing "
+                "the manager (the docker provider, named by both files; "
+                "`airflow_orchest_jobs` is imported by every parse), the plugin's store as "
+                "earlier parses left it (unchanged projects); `processor, empty store` = "
+                "the same with a new empty store per process (a first parse); `cold` = "
+                "nothing "
                 "pre-imported. \"Second parse\" re-parses the unchanged file in the same "
                 "process (per-process caches warm); the processor forks a new process "
                 "for every parse, so it never gets that.\n\n" + HISTORY

@@ -16,12 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .core import schema
 from .core.errors import OrchestError, Problem
 from .core.grid import Grid
 from .core.job import DagKind
 from .core.jobdef import JobDefinition, job_definitions
-from .core.layout import StoreLayout
 from .core.naming import error_dag_id, step_task_ids
 from .core.pipeline import topological_order
 from .core.plan import lanes_needed
@@ -29,7 +27,13 @@ from .core.scan import scan_projects
 from .core.services import job_services
 from .core.settings import Settings
 from .operators.snapshot import max_map_length as snapshot_max_map_length
-from .operators.tasks import cleanup_task, finalize_task, plan_task, prepare_task
+from .operators.tasks import (
+    SNAPSHOT_TASK_ID,
+    FinalizeOperator,
+    PlanOperator,
+    cleanup_task,
+    prepare_task,
+)
 
 log = logging.getLogger("airflow_orchest_jobs.factory")
 
@@ -44,7 +48,6 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
         from .config import load_settings
 
         settings = load_settings()
-    schema.remember_valid_documents(StoreLayout(settings.store_dir).cache / "valid-documents")
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
                              settings.data_dir if settings.data_dir.is_dir() else None)
@@ -205,9 +208,10 @@ def orchest_dag(job: JobDefinition, settings: Settings):
         render_template_as_native_obj=False,
         **_schedule_args(job),
     ) as dag:
-        snapshot = OrchestSnapshotOperator(task_id="snapshot", job=job)
-
-        planned = plan_task(job, pipeline, lanes)(snapshot.output)
+        snapshot = OrchestSnapshotOperator(task_id=SNAPSHOT_TASK_ID, job=job)
+        plan = PlanOperator(task_id="plan", job=job, lanes=lanes)
+        snapshot >> plan
+        planned = plan.output
         task_ids = step_task_ids({k: s.title for k, s in pipeline.steps.items()})
         limits = run_limits(job, settings)
         services = bool(job_services(pipeline.services))
@@ -253,7 +257,8 @@ def orchest_dag(job: JobDefinition, settings: Settings):
 
         # A teardown: runs whatever the pipeline runs did, and does not decide the DAG
         # run's state (a failed pipeline run still fails the DAG run).
-        finished = finalize_task(job).as_teardown(setups=snapshot)
+        finished = FinalizeOperator(task_id="finalize", job=job).as_teardown(
+            setups=snapshot)
         for group in groups:
             group >> finished
     # The trigger form, attached once the tasks exist: every operator created inside a

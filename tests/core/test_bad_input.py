@@ -204,31 +204,46 @@ def test_missing_path(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_remembered_valid_documents_skip_validation_but_never_hide_problems(tmp_path,
-                                                                          monkeypatch):
+def _variants(node, depth=0):
+    """The document with one value at a time replaced by wrong ones (and keys added)."""
+    yield node
+    if depth > 6:
+        return
+    wrong = [None, "x", 3, -1, 1.5, True, [], {}, ["x"], {"x": 1}, "", "n" * 300]
+    if isinstance(node, dict):
+        yield {**node, "unknown_field": 1}
+        for key, value in node.items():
+            for other in [*wrong, *_variants(value, depth + 1)]:
+                yield {**node, key: other}
+            yield {k: v for k, v in node.items() if k != key}
+    elif isinstance(node, list):
+        for i in range(len(node)):
+            for other in wrong[:4]:
+                yield [*node[:i], other, *node[i + 1:]]
+
+
+def test_fast_validator_agrees_with_jsonschema(tmp_path):
+    """Parsing decides validity with jsonschema_rs and explains with jsonschema: both
+    must accept and refuse the same documents, or an invalid file would load."""
     from airflow_orchest_jobs.core import schema
 
-    doc = _pipe()
-    calls = []
-    real = schema.validator
-
-    class Counting:
-        def __init__(self, name):
-            self.inner = real(name)
-
-        def iter_errors(self, document):
-            calls.append(document)
-            return self.inner.iter_errors(document)
-
-    monkeypatch.setattr(schema, "validator", Counting)
-    schema.remember_valid_documents(tmp_path / "memo")
-    try:
-        assert schema.check("pipeline", doc, "f") == [] and len(calls) == 1
-        assert len(list((tmp_path / "memo").iterdir())) == 1
-        assert schema.check("pipeline", doc, "f") == [] and len(calls) == 1  # remembered
-        doc["steps"]["s1"]["incoming_connections"] = "nope"  # changed content: checked
-        assert schema.check("pipeline", doc, "f")[0].where.endswith("incoming_connections")
-        assert schema.check("pipeline", doc, "f") != []  # invalid ones are never remembered
-        assert len(calls) == 3
-    finally:
-        schema.remember_valid_documents(None)
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "orchest"
+    documents = {"pipeline": [json.loads(p.read_text())
+                              for p in sorted(fixtures.rglob("*.orchest")) if p.is_file()][:8],
+                 "parameters": [json.loads(p.read_text())
+                                for p in sorted(fixtures.rglob("*.parameters.json"))][:4]}
+    documents["pipeline"].append(_pipe())
+    documents["conf"] = [{"parameters": {"pipeline_parameters": {"a": [1, 2]}}, "runs": [0],
+                          "env_variables": {"A": "b"}}]
+    documents["job"] = [{"pipeline": "main.orchest", "schedule": "0 3 * * *",
+                         "parameters": {"pipeline_parameters": {"a": [1]}}}]
+    checked = refused = 0
+    for name, docs in documents.items():
+        assert docs, name
+        for doc in docs:
+            for variant in _variants(doc):
+                slow = not any(True for _ in schema.validator(name).iter_errors(variant))
+                assert schema.fast_validator(name).is_valid(variant) == slow, (name, variant)
+                checked += 1
+                refused += not slow
+    assert checked > 1000 and refused > checked / 4

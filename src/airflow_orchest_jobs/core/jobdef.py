@@ -56,31 +56,23 @@ class JobDefinition:
         return self.dag_id if self.snapshot is SnapshotMode.PER_JOB else f"{self.dag_id}/{run_id}"
 
     def fingerprint(self) -> str:
-        """Hash of every file the DAG depends on: a changed step file is a new DAG version."""
+        """Hash of every file the DAG depends on, by path, size and modification time: an
+        edited step file is a new DAG version. The files are only stat-ed, never read:
+        the DAG processor fingerprints every DAG on every parse."""
         digest = hashlib.blake2b(digest_size=10)
         digest.update((self.frozen_snapshot or "").encode())
         for path in sorted(set(self.source_files)):
             digest.update(os.fsencode(path))
-            digest.update(file_digest(path))
+            digest.update(_stat_key(path))
         return digest.hexdigest()
 
 
-_DIGESTS: dict[tuple[str, int, int, int], bytes] = {}
-
-
-def file_digest(path: Path) -> bytes:
-    """Content hash, reused while size, mtime and inode are unchanged (per process)."""
+def _stat_key(path: Path) -> bytes:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return b"missing"
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
-    found = _DIGESTS.get(key)
-    if found is None:
-        with open(path, "rb") as handle:
-            found = hashlib.file_digest(handle, "blake2b").digest()
-        _DIGESTS[key] = found
-    return found
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode()
 
 
 def job_definitions(scan: Scan, store_dir: Path, environment_images: Mapping[str, str]

@@ -7,7 +7,6 @@
       jobs/<job key>.json        frozen jobs: snapshot id, pinned images (JobStates)
       runs/<dag id>/<run id>/    one job run: runs.json, run-00003/{pipeline.json,project/}
       run-slots/<scope>/         leases of whole-run limits (RunSlots)
-      cache/                     memos that only save time (schema validation)
 
 Every worker must see the same store at the same path (see the README).
 """
@@ -48,10 +47,6 @@ class StoreLayout:
     @property
     def run_slots(self) -> Path:
         return self.root / "run-slots"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
 
     def dag_runs(self, dag_id: str) -> Path:
         """Every job run folder of one DAG."""

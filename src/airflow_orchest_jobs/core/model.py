@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,7 +90,8 @@ class Pipeline:
                 return None
             rel = posixpath.relpath(posixpath.normpath(step.file_path), DATA_DIR)
             return data_dir / rel
-        return Path(posixpath.normpath((self.path.parent / step.file_path).as_posix()))
+        return Path(posixpath.normpath(posixpath.join(os.path.dirname(self.path),
+                                                      step.file_path)))
 
     def definition(self, run_parameters: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
         """The pipeline JSON with one run's parameters substituted (Orchest's run copy)."""

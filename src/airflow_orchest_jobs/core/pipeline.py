@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from collections.abc import Container
 from pathlib import Path
 
@@ -152,11 +153,6 @@ class _FolderResolver:
             self._folders[path] = Path(os.path.realpath(path))
         return self._folders[path]
 
-    def file(self, path: Path) -> Path:
-        if os.path.islink(path):
-            return Path(os.path.realpath(path))
-        return self.folder(path.parent) / path.name
-
 
 def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
                      check_files: bool, resolve: _FolderResolver) -> Problem | None:
@@ -178,10 +174,18 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
         return Problem(file, where, f"{raw!r} leaves the project folder; keep step files "
                        "inside the project (or under /data/)")
     if check_files:
-        if not host.is_file():
+        try:  # one lstat tells a plain file (the common case) from a link or nothing
+            mode = os.lstat(host).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISLNK(mode):
+            real = Path(os.path.realpath(host))
+            mode = os.stat(real).st_mode if real.exists() else 0
+        else:
+            real = resolve.folder(host.parent) / host.name
+        if not stat.S_ISREG(mode):
             return Problem(file, where, f"{raw!r} does not exist (looked for {host}); create "
                            "the file or fix the path")
-        real = resolve.file(host)
         if not _inside(real, resolve.folder(project)):
             return Problem(file, where, f"{raw!r} is a link to {real}, outside the project; "
                            "copy the file into the project")
@@ -189,7 +193,9 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
+    """``path`` is ``folder`` or below it (both normalised; compared as text, it is hot)."""
+    inner, outer = str(path), str(folder)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
 
 
 def find_cycle(pipeline: Pipeline) -> list[str] | None:

@@ -9,31 +9,46 @@ factory; the work lives in the core and in :mod:`.run`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
+
+from airflow.sdk import BaseOperator
 
 from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
-from ..core.model import Pipeline
+from .errors import user_error
+
+#: The snapshot operator's task id: the plan reads the job run it returns.
+SNAPSHOT_TASK_ID = "snapshot"
 
 
-def plan_task(job: JobDefinition, pipeline: Pipeline, lanes: int):
-    """Expand the grid, write each selected run's definition, return the run keys."""
-    from airflow.sdk import task
+class PlanOperator(BaseOperator):
+    """Expand the grid, write each selected run's definition, return the run keys.
 
-    @task(task_id="plan")
-    def plan(job_run: dict[str, Any], dag_run=None) -> list[dict[str, Any]]:
+    A plain operator rather than a ``@task``: the DAG processor builds one per DAG on
+    every parse, and a decorated task costs several times as much to build and serialize.
+    """
+
+    ui_color = "#e8f4fd"
+    template_fields: Sequence[str] = ()
+
+    def __init__(self, *, job: JobDefinition, lanes: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.job = job
+        self.lanes = lanes
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
         from ..core.plan import plan_runs
         from ..core.rundesc import JobRun
-        from .snapshot import fail, max_map_length, request_for
+        from .snapshot import max_map_length, request_for
 
-        request = request_for(job, dag_run.conf)
+        job_run = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK_ID)
+        request = request_for(self.job, context["dag_run"].conf)
         try:
-            return plan_runs(pipeline, request, JobRun.from_dict(job_run), lanes=lanes,
-                             max_map_length=max_map_length())
+            return plan_runs(self.job.pipeline, request, JobRun.from_dict(job_run),
+                             lanes=self.lanes, max_map_length=max_map_length())
         except OrchestError as exc:
-            raise fail(exc) from None
-
-    return plan
+            raise user_error(exc) from None
 
 
 def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]):
@@ -81,22 +96,25 @@ def cleanup_task(run, job_run):
     return cleanup(run, job_run)
 
 
-def finalize_task(job: JobDefinition):
-    """Mark the DAG run's runs finished, then apply the job's retention."""
-    from airflow.sdk import task
+class FinalizeOperator(BaseOperator):
+    """Mark the DAG run's runs finished, then apply the job's retention (a teardown)."""
 
-    @task(task_id="finalize")
-    def finalize(dag_run=None) -> dict[str, Any]:
+    ui_color = "#e8f4fd"
+    template_fields: Sequence[str] = ()
+
+    def __init__(self, *, job: JobDefinition, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.job = job
+
+    def execute(self, context: Any) -> dict[str, Any]:
         from ..config import load_settings
         from ..core.retention import mark_finished
         from ..retire import retire
         from .run import end_job_run
         from .snapshot import run_root
 
-        settings = load_settings()
-        end_job_run(settings, job, job.dag_id, dag_run.run_id)
-        mark_finished(run_root(settings, job.dag_id, dag_run.run_id))
+        settings, job, run_id = load_settings(), self.job, context["dag_run"].run_id
+        end_job_run(settings, job, job.dag_id, run_id)
+        mark_finished(run_root(settings, job.dag_id, run_id))
         return retire(settings.store_dir, job.dag_id, job.max_retained_pipeline_runs,
                       settings.docker_url).as_dict()
-
-    return finalize()
