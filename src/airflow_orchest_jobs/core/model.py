@@ -7,6 +7,7 @@ import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -62,6 +63,11 @@ class Pipeline:
     #: The migrated JSON document; per-run definitions are built from it.
     document: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
+    @cached_property
+    def folder_text(self) -> str:
+        """The folder of the pipeline file, as text (step paths are relative to it)."""
+        return os.path.dirname(os.fspath(self.path))
+
     @property
     def rel_path(self) -> PurePosixPath:
         """The pipeline file's path inside the project (posix)."""
@@ -90,8 +96,7 @@ class Pipeline:
                 return None
             rel = posixpath.relpath(posixpath.normpath(step.file_path), DATA_DIR)
             return data_dir / rel
-        return Path(posixpath.normpath(posixpath.join(os.path.dirname(self.path),
-                                                      step.file_path)))
+        return Path(posixpath.normpath(posixpath.join(self.folder_text, step.file_path)))
 
     def definition(self, run_parameters: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
         """The pipeline JSON with one run's parameters substituted (Orchest's run copy)."""

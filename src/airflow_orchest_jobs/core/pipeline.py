@@ -146,11 +146,11 @@ class _FolderResolver:
     """``realpath`` with the folders remembered: steps share folders, parsing is hot."""
 
     def __init__(self) -> None:
-        self._folders: dict[Path, Path] = {}
+        self._folders: dict[str, str] = {}
 
-    def folder(self, path: Path) -> Path:
+    def folder(self, path: str) -> str:
         if path not in self._folders:
-            self._folders[path] = Path(os.path.realpath(path))
+            self._folders[path] = os.path.realpath(path)
         return self._folders[path]
 
 
@@ -163,13 +163,13 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
         if not normal.startswith(DATA_DIR + "/"):
             return Problem(file, where, f"absolute path {raw!r} is outside the project; use a "
                            "path relative to the pipeline file, or one under /data/")
-        host = pipeline.step_host_path(step, data_dir)
-        if check_files and host is not None and not host.is_file():
+        data_host = pipeline.step_host_path(step, data_dir)
+        if check_files and data_host is not None and not data_host.is_file():
             return Problem(file, where, f"{raw!r} does not exist in the data folder {data_dir}")
         return None
-    host = pipeline.step_host_path(step)
-    assert host is not None
-    project = pipeline.project_dir
+    # Strings, not Paths, from here: this runs for every step on every parse.
+    host = posixpath.normpath(posixpath.join(pipeline.folder_text, raw))
+    project = os.fspath(pipeline.project_dir)
     if not _inside(host, project):
         return Problem(file, where, f"{raw!r} leaves the project folder; keep step files "
                        "inside the project (or under /data/)")
@@ -179,10 +179,11 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
         except OSError:
             mode = 0
         if stat.S_ISLNK(mode):
-            real = Path(os.path.realpath(host))
-            mode = os.stat(real).st_mode if real.exists() else 0
+            real = os.path.realpath(host)
+            mode = os.stat(real).st_mode if os.path.exists(real) else 0
         else:
-            real = resolve.folder(host.parent) / host.name
+            folder, name = os.path.split(host)
+            real = os.path.join(resolve.folder(folder), name)
         if not stat.S_ISREG(mode):
             return Problem(file, where, f"{raw!r} does not exist (looked for {host}); create "
                            "the file or fix the path")
@@ -192,10 +193,9 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
     return None
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    """``path`` is ``folder`` or below it (both normalised; compared as text, it is hot)."""
-    inner, outer = str(path), str(folder)
-    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+def _inside(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or below it (both normalised)."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def find_cycle(pipeline: Pipeline) -> list[str] | None:

@@ -1,0 +1,48 @@
+"""A grid bigger than one mapped group holds, on the session's real scheduler.
+
+Airflow maps at most ``[core] max_map_length`` (1024) instances per task, so a 2,100-run
+grid becomes three mapped ``pipeline_run`` groups (1024 + 1024 + 52). Triggered through
+the REST API, every run's step must run exactly once: each appends one line to a file
+named after its run uuid in /data, and all 2,100 task instances end ``success``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.deployment import Deployment
+from tests.orchest_factory import pipeline_doc, step, write_project
+
+pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
+
+RUNS = 2100
+DAG_ID = "orchest__biggrid__main"
+STEP = """\
+#!/bin/sh
+set -eu
+mkdir -p /data/biggrid
+echo "$ORCHEST_SESSION_UUID" >> "/data/biggrid/$ORCHEST_SESSION_UUID"
+"""
+
+
+def test_a_2100_run_grid_completes_in_three_groups(deployment: Deployment):
+    doc = pipeline_doc([step("touch", "touch.sh", title="touch")], parameters={"i": 0},
+                       uuid="biggrid-pipeline")
+    write_project(deployment.projects_dir / "biggrid", doc, files={"touch.sh": STEP},
+                  parameters={"pipeline_parameters": {"i": list(range(RUNS))}})
+    deployment.wait_for_dag(DAG_ID)
+    run_id = deployment.trigger(DAG_ID, prefix="big")
+    run = deployment.wait_finished(DAG_ID, run_id, timeout=3600)
+    states = deployment.task_states(DAG_ID, run_id)
+    assert run["state"] == "success", Counter(states.values())
+
+    groups = Counter(key.split("[")[0] for key in states if key.startswith("pipeline_run"))
+    assert groups == {"pipeline_run.touch": 1024, "pipeline_run_2.touch": 1024,
+                      "pipeline_run_3.touch": RUNS - 2048}
+    assert set(states.values()) == {"success"}
+
+    marks = list((deployment.data_dir / "biggrid").iterdir())
+    assert len(marks) == RUNS  # every run ran ...
+    assert all(m.read_text().splitlines() == [m.name] for m in marks)  # ... exactly once
