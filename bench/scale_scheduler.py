@@ -1,13 +1,18 @@
 """Per-run cost on a real scheduler: the factory's DAG against a plain DockerOperator DAG.
 
 Run: ``.venv/bin/python bench/scale_scheduler.py --runs 200`` (``--sizes 100,1000`` also
-runs ours at each size, to see whether the cost per run grows with the grid). Starts
+runs ours at each size, to see whether the cost per run grows with the grid, e.g.
+``--sizes 1000,10000``). Starts
 Airflow's api-server, scheduler and dag-processor on 127.0.0.1 (LocalExecutor,
 ``[core] parallelism`` 8, SQLite), with a DAGs folder holding ``dags/orchest_jobs.py``
 and the plain reference DAG of ``bench/scale.py`` (same busybox image, same shell
 command, network none). Each DAG is triggered through the REST API and timed from the
 DAG run's start to its end (the metadata DB's dates); both run in the same deployment,
 one after the other. Needs the Docker engine and the local images.
+
+While each DAG runs, the resident memory of the scheduler (its main process) and of the
+API server (its process tree) is sampled every 2 s: a cost that grows with the grid would
+show there as well as in the time per run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -42,24 +48,70 @@ dag = reference_dag({image!r}, {runs}, {max_map_length}, "unix://var/run/docker.
 '''
 
 
+class MemorySampler(threading.Thread):
+    """Resident memory (MB) of the deployment's components, sampled until stopped."""
+
+    #: component -> include its child processes (the API server's workers; not the
+    #: scheduler's executor workers and task processes, which come and go).
+    TREES = {"scheduler": False, "api-server": True}
+
+    def __init__(self, processes: dict[str, subprocess.Popen], interval: float = 2.0):
+        super().__init__(daemon=True)
+        self.processes, self.interval = processes, interval
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.halt = threading.Event()
+
+    def rss(self) -> dict[str, float]:
+        import psutil
+
+        out = {}
+        for name, tree in self.TREES.items():
+            try:
+                proc = psutil.Process(self.processes[name].pid)
+                procs = [proc, *proc.children(recursive=True)] if tree else [proc]
+                out[name] = sum(p.memory_info().rss for p in procs) / 2**20
+            except (KeyError, psutil.Error):
+                continue
+        return out
+
+    def run(self) -> None:
+        while not self.halt.wait(self.interval):
+            self.samples.append((time.monotonic(), self.rss()))
+
+    def window(self, start: float, end: float) -> dict[str, tuple[float, float, float]]:
+        """{component: (first, peak, last)} MB over samples taken in [start, end]."""
+        inside = [s for t, s in self.samples if start <= t <= end]
+        out = {}
+        for name in self.TREES:
+            values = [s[name] for s in inside if name in s]
+            if values:
+                out[name] = (values[0], max(values), values[-1])
+        return out
+
+
 def _seconds(run: dict) -> float:
     start = datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
     return (end - start).total_seconds()
 
 
-def timed(deployment: Deployment, dag_id: str, conf: dict | None = None) -> float:
+def timed(deployment: Deployment, dag_id: str, conf: dict | None = None,
+          memory: MemorySampler | None = None, memory_out: dict | None = None) -> float:
     deployment.wait_for_dag(dag_id)
+    started = time.monotonic()
     run_id = deployment.trigger(dag_id, conf, prefix="bench")
-    run = deployment.wait_finished(dag_id, run_id, timeout=7200)
+    run = deployment.wait_finished(dag_id, run_id, timeout=14400)
     if run["state"] != "success":
         raise SystemExit(f"{dag_id} {run_id}: {run['state']}\n{deployment.diagnostics()}")
+    if memory is not None and memory_out is not None:
+        memory_out.update(memory.window(started, time.monotonic()))
     return _seconds(run)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=200,
+                        help="ours against the plain DAG at this size (0: skip)")
     parser.add_argument("--sizes", default="", help="also run ours at these grid sizes")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -80,6 +132,8 @@ def main() -> int:
                             projects_dir=projects, store_dir=root / "store",
                             data_dir=root / "data")
     results: dict[str, float] = {}
+    memory: dict[str, dict] = {}
+    sampler = MemorySampler(deployment.processes)
     try:
         assert deployment.airflow("db", "migrate", timeout=300).returncode == 0
         for name, cmd in {"api-server": ["api-server"], "scheduler": ["scheduler"],
@@ -91,26 +145,46 @@ def main() -> int:
                     start_new_session=True)
         deployment.wait("the API server", lambda: requests.get(
             f"{deployment.base_url}/api/v2/monitor/health", timeout=5).ok, 180)
-        grid = {"parameters": {"pipeline_parameters": {"i": list(range(args.runs))}}}
-        results["plain"] = timed(deployment, REFERENCE_ID)
-        results["ours"] = timed(deployment, DAG_ID, grid)
+        sampler.start()
+        if args.runs:
+            grid = {"parameters": {"pipeline_parameters": {"i": list(range(args.runs))}}}
+            results["plain"] = timed(deployment, REFERENCE_ID, None, sampler,
+                                     memory.setdefault("plain", {}))
+            results["ours"] = timed(deployment, DAG_ID, grid, sampler,
+                                    memory.setdefault("ours", {}))
         for size in sizes:
             results[f"ours@{size}"] = timed(deployment, DAG_ID, {
-                "parameters": {"pipeline_parameters": {"i": list(range(size))}}})
+                "parameters": {"pipeline_parameters": {"i": list(range(size))}}}, sampler,
+                memory.setdefault(f"ours@{size}", {}))
+            print(f"ours@{size}: {results[f'ours@{size}']:.0f} s", flush=True)
     finally:
+        sampler.halt.set()
         stop(list(deployment.processes.values()))
         shutil.rmtree(root, ignore_errors=True)
-    rows = [["plain DockerOperator DAG", args.runs, f"{results['plain']:.0f} s",
-             f"{results['plain'] / args.runs:.3f} s", "1.00x"],
-            ["ours (factory DAG)", args.runs, f"{results['ours']:.0f} s",
-             f"{results['ours'] / args.runs:.3f} s",
-             f"{results['ours'] / results['plain']:.2f}x"]]
+
+    def mem(key: str, component: str) -> str:
+        first, peak, last = memory.get(key, {}).get(component, (0.0, 0.0, 0.0))
+        return f"{first:.0f} / {peak:.0f} / {last:.0f}"
+
+    rows = []
+    if args.runs:
+        rows += [["plain DockerOperator DAG", args.runs, f"{results['plain']:.0f} s",
+                  f"{results['plain'] / args.runs:.3f} s", "1.00x", mem("plain", "scheduler"),
+                  mem("plain", "api-server")],
+                 ["ours (factory DAG)", args.runs, f"{results['ours']:.0f} s",
+                  f"{results['ours'] / args.runs:.3f} s",
+                  f"{results['ours'] / results['plain']:.2f}x", mem("ours", "scheduler"),
+                  mem("ours", "api-server")]]
     for size in sizes:
         seconds = results[f"ours@{size}"]
-        rows.append([f"ours, {size}-run grid", size, f"{seconds:.0f} s",
-                     f"{seconds / size:.3f} s", ""])
+        per_run = seconds / size
+        first = results[f"ours@{sizes[0]}"] / sizes[0]
+        rows.append([f"ours, {size}-run grid", size, f"{seconds:.0f} s", f"{per_run:.3f} s",
+                     f"{per_run / first:.2f}x of the {sizes[0]}-run grid's",
+                     mem(f"ours@{size}", "scheduler"), mem(f"ours@{size}", "api-server")])
     text = table(["DAG", "pipeline runs", "DAG run (start to end)", "per pipeline run",
-                  "ours / plain"], rows)
+                  "ratio", "scheduler RSS MB (start / peak / end)",
+                  "API server RSS MB (start / peak / end)"], rows)
     print(text)
     if not args.no_write:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
@@ -119,7 +193,8 @@ def main() -> int:
         write_section(SECTION, (
             f"`{COMMAND} --runs {args.runs}{extra}` ({time.strftime('%Y-%m-%d')}; commit "
             f"{head}; {machine()}; api-server + scheduler + dag-processor, LocalExecutor, "
-            "parallelism 8, SQLite; one DAG run each, the plain DAG first).\n\n" + text))
+            "parallelism 8, SQLite; one DAG run each, in the order of the table).\n\n"
+            + text), subsection=f"--runs {args.runs}{extra}")
     print(json.dumps(results))
     return 0
 

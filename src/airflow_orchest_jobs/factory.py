@@ -56,6 +56,12 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
                                                    exc.problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
+    wanted = _parsing_for_dag()
+    if wanted is not None and any(d.dag_id == wanted for d in definitions):
+        # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is
+        # needed, not every pipeline of every project.
+        return {d.dag_id: orchest_dag(d, settings) for d in definitions
+                if d.dag_id == wanted}
     dags: dict[str, Any] = {d.dag_id: orchest_dag(d, settings) for d in definitions}
     for file, file_problems in problems.items():
         for problem in file_problems:  # also in the DAG processor's log, one line each
@@ -63,6 +69,13 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
         dag_id = _invalid_dag_id(Path(file), settings.projects_dir, dags)
         dags[dag_id] = _invalid_dag(dag_id, file_problems, Path(file))
     return dags
+
+
+def _parsing_for_dag() -> str | None:
+    """The DAG id Airflow parses this file for (its parsing context), else None."""
+    from airflow.sdk import get_parsing_context
+
+    return get_parsing_context().dag_id
 
 
 def _invalid_dag_id(file: Path, projects_dir: Path, taken: dict) -> str:

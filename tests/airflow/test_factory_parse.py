@@ -54,6 +54,18 @@ def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects, cap
     assert dags["orchest_job__demo__nightly"].dag_display_name == "demo pipeline · job nightly"
 
 
+def test_a_task_instance_parse_builds_only_its_dag(projects, monkeypatch):
+    """Airflow's task runner parses the DAG file for one DAG (its parsing context):
+    only that DAG is built, so a task's start-up does not grow with the projects."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orchest_job__demo__nightly")
+    dags = build_dags(_settings(projects))
+    assert set(dags) == {"orchest_job__demo__nightly"}
+    assert "pipeline_run.analyse" in dags["orchest_job__demo__nightly"].task_dict
+    # A DAG id the factory does not know (an invalid file's): everything, as before.
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "orchest_invalid__broken__main.orchest")
+    assert len(build_dags(_settings(projects))) == 3
+
+
 def test_dag_shape(projects):
     """No task only to prepare: the first step makes the run's copy; runs read two XComs."""
     dag = build_dags(_settings(projects))["orchest__demo__main"]
