@@ -18,6 +18,7 @@ from ..core.layout import StoreLayout
 from ..core.rundesc import RunDescription
 from ..core.runslots import RunSlots, Ticket
 from ..core.services import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, job_services
+from .errors import user_error
 
 if TYPE_CHECKING:
     from ..core.jobdef import JobDefinition
@@ -80,7 +81,6 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
     """
     from ..core.errors import OrchestError
     from ..core.plan import ensure_checkout
-    from .snapshot import fail
 
     group = ti.task_id.rpartition(".")[0]
     others = [f"{group}.{peer}" if group else peer for peer in peers]
@@ -100,7 +100,7 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
                                int(getattr(dag_run, "clear_number", 0) or 0), owner,
                                others_rerunning)
     except OrchestError as exc:
-        raise fail(exc) from None
+        raise user_error(exc) from None
     if made:
         log.info("Checked out snapshot %s into %s", run.job.snapshot_id, run.project_dir)
 
@@ -111,13 +111,12 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
     from ..core.services import service_specs
     from ..images import docker_client, image_key
     from .services import ServiceStartError, start_run_services
-    from .snapshot import fail
     from .step import run_variables
 
     try:
         specs = service_specs(job.pipeline, run.run_uuid, job.project.uuid)
     except OrchestError as exc:
-        raise fail(exc) from None
+        raise user_error(exc) from None
     plain, private = run_variables(run)
     first_step = next(iter(job.pipeline.steps.values()))
     client = docker_client(settings.docker_url)
@@ -127,7 +126,7 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
             settings.data_dir, run.project_dir, {**private, **plain},
             job_key=run.job.job_run_key, holder_image=run.images.get(image_key(first_step)))
     except ServiceStartError as exc:
-        raise fail(f"{exc}\nNo step of this pipeline run was started.") from None
+        raise user_error(f"{exc}\nNo step of this pipeline run was started.") from None
     log.info("Services up for run %s (%s) in the namespace of %s",
              run.label, ", ".join(s.name for s in specs), holder)
 

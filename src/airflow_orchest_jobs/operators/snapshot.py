@@ -21,7 +21,7 @@ from ..core.layout import StoreLayout
 from ..core.rundesc import JobRun
 from ..core.services import job_services
 from ..core.variables import split_values
-from .errors import user_error as fail
+from .errors import user_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -52,7 +52,7 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
                                default_runs=job.runs, default_env=job.env_variables,
                                source=f"{job.dag_id}: trigger conf")
     except OrchestError as exc:
-        raise fail(exc) from None
+        raise user_error(exc) from None
 
 
 def run_root(settings: Settings, dag_id: str, run_id: str) -> Path:
@@ -91,7 +91,7 @@ class OrchestSnapshotOperator(BaseOperator):
             state, created = JobStates(settings.store_dir).get_or_create(
                 key, lambda: self._create_job(settings, key))
         except OrchestError as exc:
-            raise fail(exc) from None
+            raise user_error(exc) from None
         if created:
             self.log.info("Job created: snapshot %s, images %s", state.snapshot_id, state.images)
         else:
@@ -130,7 +130,7 @@ class OrchestSnapshotOperator(BaseOperator):
             try:
                 parse_level(key, text)
             except OrchestError as exc:
-                raise fail(exc) from None
+                raise user_error(exc) from None
             if text is not None:
                 found.append(key)
         if found:

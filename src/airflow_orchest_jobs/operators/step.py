@@ -47,6 +47,7 @@ from ..core.settings import step_owner
 from ..hosts import claim_engine
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
+from .errors import user_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -238,7 +239,7 @@ class OrchestStepOperator(DockerOperator):
 
         image = run.images.get(self.image_key)
         if not image:
-            raise _fail(f"this run has no image for {describe_key(self.image_key)} (the job "
+            raise user_error(f"this run has no image for {describe_key(self.image_key)} (the job "
                         f"froze {sorted(run.images)}); re-create the job so it freezes one")
         self.image = image
         if self.joins_run_namespace:
@@ -296,7 +297,7 @@ class OrchestStepOperator(DockerOperator):
             if self.image.startswith("sha256:"):
                 from ..registry import missing_image_message
 
-                raise _fail(missing_image_message(self.image, describe_key(self.image_key),
+                raise user_error(missing_image_message(self.image, describe_key(self.image_key),
                                                   self.docker_url)) from None
             return super().execute(context)  # a registry digest: pull it, then run
         return self._run_image()
@@ -324,11 +325,11 @@ def _describe(run: Any, job_run: Any) -> RunDescription:
     """The run this task is for (a plain failure, never a retry, when it is malformed)."""
     if not isinstance(run, Mapping) or (job_run is not None and not isinstance(job_run,
                                                                                  Mapping)):
-        raise _fail(f"the run description must be a dict, got {type(run).__name__}")
+        raise user_error(f"the run description must be a dict, got {type(run).__name__}")
     required = RUN_KEYS if job_run is not None else FLAT_RUN_KEYS
     missing = [key for key in required if key not in run]
     if missing:
-        raise _fail(f"the run description lacks {', '.join(missing)}")
+        raise user_error(f"the run description lacks {', '.join(missing)}")
     return describe(run, job_run)
 
 
@@ -353,12 +354,6 @@ def _skip(message: str) -> Exception:
     logging.getLogger(__name__).info(message)  # the reason, in the task log itself
     return AirflowSkipException(message)
 
-
-def _fail(message: str) -> Exception:
-    """A problem a retry cannot fix."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    return AirflowFailException(message)
 
 
 def run_variables(run: RunDescription) -> tuple[dict[str, str], dict[str, str]]:
@@ -465,7 +460,7 @@ def ensure_data_dir(path: Path, owner: tuple[int, int]) -> None:
         if os.geteuid() == 0 and owner[0] != 0:
             os.chown(path, *owner)
     elif owner[0] != 0 and not writable_by(path, *owner):
-        raise _fail(f"the data folder {path} (mounted at /data) is not writable by the step "
+        raise user_error(f"the data folder {path} (mounted at /data) is not writable by the step "
                     f"user {owner[0]}:{owner[1]}; give that user write access (chown or "
                     "chmod) or set [orchest_jobs] step_user")
 
