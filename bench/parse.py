@@ -66,6 +66,8 @@ HISTORY = ("History: the first run of this benchmark (2026-11-29 02:00 UTC, befo
            "time). Attaching the params after the tasks exist (now in `orchest_dag`) "
            "measured 1.28x in the same run.\n")
 SECTION = "DAG parsing"
+#: Issue 12: parse + serialize at most this ratio to the hand-written file.
+GOAL = 1.2
 #: The ten steps: (number, extension, parent numbers): a chain with two fan-out/fan-in.
 STEPS = [(1, "py", ()), (2, "py", (1,)), (3, "py", (2,)), (4, "sh", (2,)), (5, "py", (3, 4)),
          (6, "py", (5,)), (7, "py", (6,)), (8, "sh", (6,)), (9, "py", (6,)),
@@ -462,8 +464,9 @@ def main() -> int:
         if not args.no_write:
             when = time.strftime("%Y-%m-%d", time.gmtime())
             ours, ref, ratio = figures[("processor", ("first", "total"))]
-            verdict = "met" if ratio <= 1.5 else "MISSED"
             empty = figures[("processor, empty store", ("first", "total"))][2]
+            verdict = {side: "met" if value <= GOAL else "MISSED"
+                       for side, value in (("warm", ratio), ("empty", empty))}
             first = results["processor"]
             per_dag = {side: first[side][0]["first"]["tasks"] // first[side][0]["first"]["dags"]
                        for side in ("ours", "handwritten")}
@@ -479,15 +482,16 @@ def main() -> int:
                 "rotating).\n\n"
                 f"{layout}: each with a parameters file (6-run grid), step files (.py/.sh) "
                 "and an environment definition. Ours: `dags/orchest_jobs.py`, the real "
-                f"factory ({per_dag['ours']} tasks per DAG: snapshot, plan, prepare, 10 "
-                "steps, finalize); hand-written: one file building the same 200 DAG ids "
+                f"factory ({per_dag['ours']} tasks per DAG: snapshot, plan, 10 steps, "
+                "finalize); hand-written: one file building the same 200 DAG ids "
                 "(snapshot operator -> `@task` plan -> `@task_group` of ten DockerOperators "
                 f"`.expand`-ed, wired the same way; {per_dag['handwritten']} tasks per "
                 "DAG, no DAG params).\n\n"
                 f"{text}\n\n"
-                f"Goal ≤ 1.5x for parse + serialize in `processor` mode: **{verdict}** "
-                f"({ratio:.2f}x, median of paired ratios; {ours:.1f} s vs {ref:.1f} s); "
-                f"with an empty store (first parse): {empty:.2f}x.\n\n"
+                f"Goal (issue 12) ≤ {GOAL}x for parse + serialize in `processor` mode, on "
+                f"both stores (median of paired ratios): **{verdict['warm']}** on a warm "
+                f"store ({ratio:.2f}x; {ours:.1f} s vs {ref:.1f} s), **{verdict['empty']}** "
+                f"on an empty store ({empty:.2f}x).\n\n"
                 "Modes: `processor` = as Airflow's DAG processor: a fresh process with "
                 "Airflow imported and the DAG file's `airflow.*` imports pre-imported by "
                 "the manager (the docker provider, named by both files; "
