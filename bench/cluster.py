@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,10 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import ENV_UUID, REPO, dump, table, write_section
+from tests.deployment import parse_env
 
 ROOT = REPO / ".cache" / "cluster-bench"
 CLUSTER = REPO / "scripts" / "cluster"
@@ -72,16 +73,6 @@ def cluster(*args: str, timeout: float = 1800) -> str:
     if result.returncode:
         raise SystemExit(f"scripts/cluster {' '.join(args)} failed:\n{result.stderr[-4000:]}")
     return result.stdout
-
-
-def parse_env(text: str) -> dict[str, str]:
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            parts = shlex.split(value)
-            values[key] = parts[0] if parts else ""
-    return values
 
 
 class Api:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -180,6 +181,17 @@ class Deployment:
         content = response.json()["content"]
         return "\n".join(entry.get("event", "") if isinstance(entry, Mapping) else str(entry)
                          for entry in content)
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """The ``export KEY=value`` lines of an env file (``.cluster/env.sh``), unquoted."""
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            parts = shlex.split(value)
+            values[key] = parts[0] if parts else ""
+    return values
 
 
 def free_port() -> int:

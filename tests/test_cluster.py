@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.deployment import Deployment
+from tests.deployment import Deployment, parse_env
 from tests.orchest_factory import pipeline_doc, step, write_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -201,16 +201,6 @@ def write_job(projects: Path, name: str, runs: int, env: dict[str, str]) -> str:
         "pipeline": "main.orchest", "schedule": None,
         "env_variables": {"RESULTS": name, **env}}))
     return f"orchest_job__{name}__grid"
-
-
-def parse_env(text: str) -> dict[str, str]:
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            parts = shlex.split(value)
-            values[key] = parts[0] if parts else ""
-    return values
 
 
 JOBS = {"grid": GRID_RUNS, "lost": 4, "pgrestart": 12, "regdown": 2}
