@@ -57,11 +57,11 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
     wanted = _parsing_for_dag()
-    if wanted is not None and any(d.dag_id == wanted for d in definitions):
+    mine = [d for d in definitions if d.dag_id == wanted] if wanted is not None else []
+    if mine:
         # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is
         # needed, not every pipeline of every project.
-        return {d.dag_id: orchest_dag(d, settings) for d in definitions
-                if d.dag_id == wanted}
+        return {d.dag_id: orchest_dag(d, settings) for d in mine}
     dags: dict[str, Any] = {d.dag_id: orchest_dag(d, settings) for d in definitions}
     for file, file_problems in problems.items():
         for problem in file_problems:  # also in the DAG processor's log, one line each

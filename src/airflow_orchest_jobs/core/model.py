@@ -96,7 +96,12 @@ class Pipeline:
                 return None
             rel = posixpath.relpath(posixpath.normpath(step.file_path), DATA_DIR)
             return data_dir / rel
-        return Path(posixpath.normpath(posixpath.join(self.folder_text, step.file_path)))
+        return Path(self.step_host_text(step))
+
+    def step_host_text(self, step: Step) -> str:
+        """A project step's file on the host, as text (``file_path`` relative to the
+        pipeline file; parsing checks every step with it, Paths would cost)."""
+        return posixpath.normpath(posixpath.join(self.folder_text, step.file_path))
 
     def definition(self, run_parameters: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
         """The pipeline JSON with one run's parameters substituted (Orchest's run copy)."""

@@ -168,7 +168,7 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
             return Problem(file, where, f"{raw!r} does not exist in the data folder {data_dir}")
         return None
     # Strings, not Paths, from here: this runs for every step on every parse.
-    host = posixpath.normpath(posixpath.join(pipeline.folder_text, raw))
+    host = pipeline.step_host_text(step)
     project = os.fspath(pipeline.project_dir)
     if not _inside(host, project):
         return Problem(file, where, f"{raw!r} leaves the project folder; keep step files "

@@ -239,8 +239,9 @@ class OrchestStepOperator(DockerOperator):
 
         image = run.images.get(self.image_key)
         if not image:
-            raise user_error(f"this run has no image for {describe_key(self.image_key)} (the job "
-                        f"froze {sorted(run.images)}); re-create the job so it freezes one")
+            raise user_error(f"this run has no image for {describe_key(self.image_key)} "
+                             f"(the job froze {sorted(run.images)}); re-create the job so it "
+                             "freezes one")
         self.image = image
         if self.joins_run_namespace:
             from ..core.services import holder_name
@@ -297,8 +298,8 @@ class OrchestStepOperator(DockerOperator):
             if self.image.startswith("sha256:"):
                 from ..registry import missing_image_message
 
-                raise user_error(missing_image_message(self.image, describe_key(self.image_key),
-                                                  self.docker_url)) from None
+                raise user_error(missing_image_message(
+                    self.image, describe_key(self.image_key), self.docker_url)) from None
             return super().execute(context)  # a registry digest: pull it, then run
         return self._run_image()
 
@@ -353,7 +354,6 @@ def _skip(message: str) -> Exception:
 
     logging.getLogger(__name__).info(message)  # the reason, in the task log itself
     return AirflowSkipException(message)
-
 
 
 def run_variables(run: RunDescription) -> tuple[dict[str, str], dict[str, str]]:
@@ -460,9 +460,9 @@ def ensure_data_dir(path: Path, owner: tuple[int, int]) -> None:
         if os.geteuid() == 0 and owner[0] != 0:
             os.chown(path, *owner)
     elif owner[0] != 0 and not writable_by(path, *owner):
-        raise user_error(f"the data folder {path} (mounted at /data) is not writable by the step "
-                    f"user {owner[0]}:{owner[1]}; give that user write access (chown or "
-                    "chmod) or set [orchest_jobs] step_user")
+        raise user_error(f"the data folder {path} (mounted at /data) is not writable by the "
+                         f"step user {owner[0]}:{owner[1]}; give that user write access "
+                         "(chown or chmod) or set [orchest_jobs] step_user")
 
 
 def writable_by(path: Path, uid: int, gid: int) -> bool:
