@@ -114,6 +114,8 @@ def main() -> int:
                         help="ours against the plain DAG at this size (0: skip)")
     parser.add_argument("--sizes", default="", help="also run ours at these grid sizes")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--samples", type=Path,
+                        help="also write every memory sample (seconds, MB) to this JSON file")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     tags = images()
@@ -159,6 +161,10 @@ def main() -> int:
             print(f"ours@{size}: {results[f'ours@{size}']:.0f} s", flush=True)
     finally:
         sampler.halt.set()
+        if args.samples:
+            start = sampler.samples[0][0] if sampler.samples else 0.0
+            args.samples.write_text(json.dumps(
+                [[round(t - start, 1), rss] for t, rss in sampler.samples]))
         stop(list(deployment.processes.values()))
         shutil.rmtree(root, ignore_errors=True)
 
