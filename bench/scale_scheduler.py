@@ -3,12 +3,14 @@
 Run: ``.venv/bin/python bench/scale_scheduler.py --runs 200`` (``--sizes 100,1000`` also
 runs ours at each size, to see whether the cost per run grows with the grid, e.g.
 ``--sizes 1000,10000``). Starts
-Airflow's api-server, scheduler and dag-processor on 127.0.0.1 (LocalExecutor,
-``[core] parallelism`` 8, SQLite), with a DAGs folder holding ``dags/orchest_jobs.py``
-and the plain reference DAG of ``bench/scale.py`` (same busybox image, same shell
-command, network none). Each DAG is triggered through the REST API and timed from the
-DAG run's start to its end (the metadata DB's dates); both run in the same deployment,
-one after the other. Needs the Docker engine and the local images.
+Airflow's api-server, scheduler and dag-processor on 127.0.0.1 (LocalExecutor, ``[core]
+parallelism`` 8; SQLite, or with ``--postgres`` a PostgreSQL 15 of its own, as
+production has: SQLite's single writer lock gives way under a 10,000-run grid), with a
+DAGs folder holding ``dags/orchest_jobs.py`` and the plain reference DAG of
+``bench/scale.py`` (same busybox image, same shell command, network none). Each DAG is
+triggered through the REST API and timed from the DAG run's start to its end (the
+metadata DB's dates); both run in the same deployment, one after the other. Needs the
+Docker engine and the local images.
 
 While each DAG runs, the resident memory of the scheduler (its main process) and of the
 API server (its process tree) is sampled every 2 s: a cost that grows with the grid would
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -46,6 +49,32 @@ sys.path.insert(0, {bench!r})
 from scale import reference_dag
 dag = reference_dag({image!r}, {runs}, {max_map_length}, "unix://var/run/docker.sock")
 '''
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def start_postgres(root: Path) -> tuple[str, list[str]]:
+    """A PostgreSQL cluster of its own under ``root`` (loopback, trust auth): the metadata
+    DB URL, and the command that stops it."""
+    data, run_dir = root / "pg" / "data", root / "pg" / "run"
+    run_dir.mkdir(parents=True)
+    root.chmod(0o711)  # mkdtemp's 0700 would keep the postgres user out
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_pg:
+        shutil.chown(root / "pg", "postgres", "postgres")
+        shutil.chown(run_dir, "postgres", "postgres")
+    subprocess.run([*as_pg, str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres",
+                    "-E", "UTF8", "--auth=trust"], check=True, capture_output=True)
+    port = free_port()
+    options = (f"-c listen_addresses=127.0.0.1 -c port={port} -c max_connections=200 "
+               f"-c unix_socket_directories={run_dir} -c synchronous_commit=off")
+    subprocess.run([*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                    str(root / "pg" / "log"), "-w", "start"], check=True, capture_output=True)
+    subprocess.run([*as_pg, str(PG_BIN / "createdb"), "-h", str(run_dir), "-p", str(port),
+                    "-U", "postgres", "airflow"], check=True, capture_output=True)
+    return (f"postgresql+psycopg2://postgres@127.0.0.1:{port}/airflow",
+            [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
 
 
 class MemorySampler(threading.Thread):
@@ -114,6 +143,8 @@ def main() -> int:
                         help="ours against the plain DAG at this size (0: skip)")
     parser.add_argument("--sizes", default="", help="also run ours at these grid sizes")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--postgres", action="store_true",
+                        help="PostgreSQL as the metadata DB (default SQLite)")
     parser.add_argument("--samples", type=Path,
                         help="also write every memory sample (seconds, MB) to this JSON file")
     args = parser.parse_args()
@@ -130,6 +161,9 @@ def main() -> int:
     port = free_port()
     env = environment(root, port, projects, root / "store", root / "data", tags["busybox"])
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    stop_db = None
+    if args.postgres:
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], stop_db = start_postgres(root)
     deployment = Deployment(home=root, env=env, base_url=f"http://127.0.0.1:{port}",
                             projects_dir=projects, store_dir=root / "store",
                             data_dir=root / "data")
@@ -166,6 +200,8 @@ def main() -> int:
             args.samples.write_text(json.dumps(
                 [[round(t - start, 1), rss] for t, rss in sampler.samples]))
         stop(list(deployment.processes.values()))
+        if stop_db:
+            subprocess.run(stop_db, check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
     def mem(key: str, component: str) -> str:
@@ -195,11 +231,13 @@ def main() -> int:
     if not args.no_write:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                               capture_output=True, text=True).stdout.strip()
-        extra = f" --sizes {args.sizes}" if sizes else ""
+        extra = (f" --sizes {args.sizes}" if sizes else "") + (" --postgres" if args.postgres
+                                                               else "")
         write_section(SECTION, (
             f"`{COMMAND} --runs {args.runs}{extra}` ({time.strftime('%Y-%m-%d')}; commit "
             f"{head}; {machine()}; api-server + scheduler + dag-processor, LocalExecutor, "
-            "parallelism 8, SQLite; one DAG run each, in the order of the table).\n\n"
+            f"parallelism 8, {'PostgreSQL 15' if args.postgres else 'SQLite'}; one DAG run "
+            "each, in the order of the table).\n\n"
             + text), subsection=f"--runs {args.runs}{extra}")
     print(json.dumps(results))
     return 0
