@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import ENV_UUID, REPO, dump, table, write_section
-from tests.deployment import parse_env
+from tests.deployment import api_seconds, parse_env
 
 ROOT = REPO / ".cache" / "cluster-bench"
 CLUSTER = REPO / "scripts" / "cluster"
@@ -132,8 +132,7 @@ class Api:
 def _seconds(start: str | None, end: str | None) -> float:
     if not start or not end:
         return float("nan")
-    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
-            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return api_seconds(start, end)
 
 
 def summarize(result: dict[str, Any], steps: str) -> dict[str, Any]:
