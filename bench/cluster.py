@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import ENV_UUID, REPO, dump, table, write_section
-from tests.deployment import parse_env
+from tests.deployment import api_seconds, parse_env
+from tests.orchest_factory import pipeline_doc, step, write_environment
+from tests.orchest_factory import write_project as write_orchest_project
 
 ROOT = REPO / ".cache" / "cluster-bench"
 CLUSTER = REPO / "scripts" / "cluster"
@@ -132,8 +134,7 @@ class Api:
 def _seconds(start: str | None, end: str | None) -> float:
     if not start or not end:
         return float("nan")
-    return (datetime.fromisoformat(end.replace("Z", "+00:00"))
-            - datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return api_seconds(start, end)
 
 
 def summarize(result: dict[str, Any], steps: str) -> dict[str, Any]:
@@ -153,26 +154,14 @@ def summarize(result: dict[str, Any], steps: str) -> dict[str, Any]:
 
 
 def write_project(projects: Path, name: str, runs: int, sleep: float) -> str:
+    """A one-step project whose step sleeps, over a ``runs``-run grid, and a job on it."""
     root = projects / name
-    env = root / ".orchest" / "environments" / ENV_UUID
-    env.mkdir(parents=True)
-    (env / "properties.json").write_text(json.dumps({
-        "uuid": ENV_UUID, "name": "bash", "language": "python", "base_image": "python",
-        "gpu_support": False}))
-    (env / "setup_script.sh").write_text("#!/bin/bash\n")
-    (root / "sleep.sh").write_text(f"sleep {sleep}\n")
-    (root / "main.orchest").write_text(json.dumps({
-        "name": "sleep", "uuid": f"{name}-pipeline", "version": "1.2.3",
-        "parameters": {"n": 0}, "services": {},
-        "settings": {"auto_eviction": False, "data_passing_memory_size": "1GB",
-                     "max_steps_parallelism": 0},
-        "steps": {"sleep": {"uuid": "sleep", "title": "sleep", "file_path": "sleep.sh",
-                            "incoming_connections": [], "environment": ENV_UUID,
-                            "kernel": {"name": "python", "display_name": "Python 3"},
-                            "parameters": {}, "meta_data": {"hidden": False,
-                                                            "position": [0, 0]}}}}))
-    (root / "main.parameters.json").write_text(json.dumps(
-        {"pipeline_parameters": {"n": list(range(runs))}}))
+    doc = pipeline_doc([step("sleep", "sleep.sh", environment=ENV_UUID)],
+                       parameters={"n": 0}, uuid=f"{name}-pipeline", name="sleep")
+    write_orchest_project(root, doc, files={"sleep.sh": f"sleep {sleep}\n"},
+                          parameters={"pipeline_parameters": {"n": list(range(runs))}},
+                          environment=False)
+    write_environment(root, ENV_UUID, base_image="python")
     (root / "bench.job.json").write_text(json.dumps({"pipeline": "main.orchest",
                                                      "schedule": None}))
     return f"orchest_job__{name}__bench"

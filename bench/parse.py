@@ -175,27 +175,11 @@ for _dag_id in DAG_IDS:
 '''
 
 
-#: What-if DAG file (bench only): ours plus an ``airflow.*`` import, which the DAG
-#: processor's manager pre-imports once instead of every parse importing it.
-DOCKER_IMPORT = ("from airflow.providers.docker.operators.docker import DockerOperator  "
-                 "# noqa: F401 - lets the processor's manager pre-import it\n")
-SIDES = {
-    "ours": "dags/orchest_jobs.py as it is",
-    "handwritten": "hand-written DAG file (the reference)",
-    "whatif_import": "what-if: dags/orchest_jobs.py plus `" + DOCKER_IMPORT.split("  #")[0]
-                     + "`",
-}
-
-
-def write_dag_files(root: Path, dag_ids: list[str], what_if: bool) -> dict[str, Path]:
+def write_dag_files(root: Path, dag_ids: list[str]) -> dict[str, Path]:
     """One folder per side, each holding one DAG file."""
     files = {"ours": ("orchest_jobs.py", (REPO / "dags" / "orchest_jobs.py").read_text()),
              "handwritten": ("handwritten.py", REFERENCE.format(dag_ids=dag_ids,
                                                                 steps=STEPS))}
-    if what_if:
-        text = files["ours"][1]
-        at = text.index("from airflow_orchest_jobs")
-        files["whatif_import"] = ("orchest_jobs.py", text[:at] + DOCKER_IMPORT + text[at:])
     folders = {}
     for side, (name, text) in files.items():
         folders[side] = root / f"dags-{side}"
@@ -341,19 +325,6 @@ def summarize(results: dict) -> tuple[str, dict]:
             figures[(mode, keys)] = (ours, ref, paired(results, mode, "ours", keys))
     text = table(["mode", "what", "ours (median)", "hand-written (median)",
                   "ratio of medians", "**median of paired ratios**"], rows)
-    extra = [side for side in next(iter(results.values())) if side.startswith("whatif")]
-    if extra:
-        rows = []
-        for side in ["ours", *extra]:
-            row = [SIDES[side]]
-            for mode, key in (*((m, "first") for m in MODES), ("processor", "second")):
-                value = median(r[key]["total"] for r in results[mode][side])
-                row.append(f"{value:.2f} s ({paired(results, mode, side, (key, 'total')):.2f}x)")
-            rows.append(row)
-        text += "\n\nWhat-if, measured in the same runs (parse + serialize, median; in " \
-                "brackets the median of paired ratios to the hand-written file):\n\n"
-        text += table(["DAG file", *(f"{m}" for m in MODES),
-                       "second parse (processor)"], rows)
     return text, figures
 
 
@@ -428,8 +399,6 @@ def main() -> int:
                         help="also profile one processor-mode parse of ours (cProfile)")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
-    parser.add_argument("--what-if", action="store_true",
-                        help="also measure the suggested fixes (bench-only DAG files)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--preimport", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
@@ -443,7 +412,7 @@ def main() -> int:
         env = airflow_env(root)
         dag_ids = write_projects(Path(env["AIRFLOW__ORCHEST_JOBS__PROJECTS_DIR"]),
                                  args.projects, args.pipelines)
-        folders = write_dag_files(root, dag_ids, args.what_if)
+        folders = write_dag_files(root, dag_ids)
         env = child_env(env)
         layout = (f"{args.projects} projects x {args.pipelines} pipelines = {len(dag_ids)} "
                   "pipelines of 10 steps")
@@ -471,8 +440,7 @@ def main() -> int:
             per_dag = {side: first[side][0]["first"]["tasks"] // first[side][0]["first"]["dags"]
                        for side in ("ours", "handwritten")}
             options = (f"--repeat {args.repeat} --projects {args.projects} --pipelines "
-                       f"{args.pipelines}" + (" --what-if" if args.what_if else "")
-                       + (" --profile" if args.profile else ""))
+                       f"{args.pipelines}" + (" --profile" if args.profile else ""))
             head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                                   capture_output=True, text=True).stdout.strip()
             write_section(SECTION, (

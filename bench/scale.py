@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import (
     ENV_UUID,
@@ -58,6 +59,8 @@ from _common import (
     table,
     write_section,
 )
+from tests.orchest_factory import pipeline_doc, step, write_environment
+from tests.orchest_factory import write_project as write_orchest_project
 
 COMMAND = ".venv/bin/python bench/scale.py"
 SECTION = "Big grids (scale)"
@@ -74,27 +77,17 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 # --------------------------------------------------------------------------- setup
 
 def write_project(projects_dir: Path, runs: int) -> None:
+    """The ``scale`` project: one ``.sh`` step over a ``runs``-run grid, busybox."""
     project = projects_dir / "scale"
-    env = project / ".orchest" / "environments" / ENV_UUID
-    env.mkdir(parents=True)
-    (env / "properties.json").write_text(json.dumps({
-        "uuid": ENV_UUID, "name": "Shell", "language": "bash", "base_image": "busybox",
-        "gpu_support": False}))
-    (env / "setup_script.sh").write_text("#!/bin/bash\n")
-    (project / "echo.sh").write_text(f"#!/bin/bash\n{ECHO}\n")
-    doc = {"name": "scale", "uuid": "5ca1e000-0000-4000-8000-00000000000f",
-           "version": "1.2.3", "parameters": {"i": 0},
-           "settings": {"auto_eviction": False, "data_passing_memory_size": "1GB",
-                        "max_steps_parallelism": 0},
-           "services": {},
-           "steps": {STEP_UUID: {
-               "uuid": STEP_UUID, "title": "Echo", "file_path": "echo.sh",
-               "incoming_connections": [], "environment": ENV_UUID, "parameters": {},
-               "kernel": {"name": "bash", "display_name": "Bash"},
-               "meta_data": {"hidden": False, "position": [0, 0]}}}}
-    (project / "echo.orchest").write_text(json.dumps(doc, indent=2))
-    (project / "echo.parameters.json").write_text(json.dumps(
-        {"pipeline_parameters": {"i": list(range(runs))}}))
+    doc = pipeline_doc([step(STEP_UUID, "echo.sh", title="Echo", environment=ENV_UUID,
+                             kernel={"name": "bash", "display_name": "Bash"})],
+                       parameters={"i": 0}, uuid="5ca1e000-0000-4000-8000-00000000000f",
+                       name="scale")
+    write_orchest_project(project, doc, name="echo.orchest",
+                          files={"echo.sh": f"#!/bin/bash\n{ECHO}\n"},
+                          parameters={"pipeline_parameters": {"i": list(range(runs))}},
+                          environment=False)
+    write_environment(project, ENV_UUID, base_image="busybox", language="bash")
 
 
 def warmup_dag():

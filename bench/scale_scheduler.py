@@ -28,7 +28,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import REPO, images, machine, table, write_section
 from scale import DAG_ID, REFERENCE_ID, write_project
-from tests.deployment import Deployment, environment, free_port, stop
+from tests.deployment import Deployment, api_seconds, environment, free_port, stop
 
 SECTION = "Big grids on a real scheduler"
 COMMAND = ".venv/bin/python bench/scale_scheduler.py"
@@ -118,12 +117,6 @@ class MemorySampler(threading.Thread):
         return out
 
 
-def _seconds(run: dict) -> float:
-    start = datetime.fromisoformat(run["start_date"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(run["end_date"].replace("Z", "+00:00"))
-    return (end - start).total_seconds()
-
-
 def timed(deployment: Deployment, dag_id: str, conf: dict | None = None,
           memory: MemorySampler | None = None, memory_out: dict | None = None) -> float:
     deployment.wait_for_dag(dag_id)
@@ -134,7 +127,7 @@ def timed(deployment: Deployment, dag_id: str, conf: dict | None = None,
         raise SystemExit(f"{dag_id} {run_id}: {run['state']}\n{deployment.diagnostics()}")
     if memory is not None and memory_out is not None:
         memory_out.update(memory.window(started, time.monotonic()))
-    return _seconds(run)
+    return api_seconds(run["start_date"], run["end_date"])
 
 
 def main() -> int:

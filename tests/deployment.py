@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,17 @@ def parse_env(text: str) -> dict[str, str]:
             parts = shlex.split(value)
             values[key] = parts[0] if parts else ""
     return values
+
+
+def api_time(text: str | None) -> datetime:
+    """A date of Airflow's REST API (ISO 8601, ``Z`` for UTC; Python 3.11 reads both)."""
+    assert text, "a task instance or DAG run without this date"
+    return datetime.fromisoformat(text)
+
+
+def api_seconds(start: str | None, end: str | None) -> float:
+    """Seconds between two REST API dates."""
+    return (api_time(end) - api_time(start)).total_seconds()
 
 
 def free_port() -> int:

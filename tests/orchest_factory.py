@@ -43,11 +43,12 @@ def pipeline_doc(steps: list[dict], *, parameters=None, version: str | None = "1
     return doc
 
 
-def write_environment(project: Path, env_uuid: str = ENV, base_image: str = "python") -> Path:
+def write_environment(project: Path, env_uuid: str = ENV, base_image: str = "python",
+                      language: str = "python") -> Path:
     folder = project / ".orchest" / "environments" / env_uuid
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "properties.json").write_text(json.dumps({
-        "uuid": env_uuid, "name": "Python", "language": "python",
+        "uuid": env_uuid, "name": language.title(), "language": language,
         "base_image": base_image, "gpu_support": False}))
     (folder / "setup_script.sh").write_text("#!/bin/bash\n")
     return folder

@@ -109,7 +109,7 @@ def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
     return dag
 
 
-def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
+def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
     """The trigger form: a field per parameter (its value list), the runs as a multi-select
     of labelled runs, the rest of the grid as JSON, the variables.
 
@@ -120,7 +120,7 @@ def _params(job: JobDefinition, grid_size: int) -> dict[str, Any]:
 
     from .views.triggerform import field_schema, parameter_fields, runs_schema
 
-    grid = Grid(job.pipeline, job.parameters)  # axes only: nothing is expanded
+    grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}
     fields = parameter_fields(grid, titles)
     steps = ", ".join(f"{s.title} = {k}" for k, s in list(job.pipeline.steps.items())[:20])
@@ -277,7 +277,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     # The trigger form, attached once the tasks exist: every operator created inside a
     # DAG with params deep-copies and serializes them (4x the parse time for 200 DAGs).
     # The tasks read the trigger conf itself (request_for), never context["params"].
-    dag.params.update(_params(job, len(grid)))
+    dag.params.update(_params(job, grid))
     return dag
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_orchest_jobs.core.variables import project_variable
-from tests.deployment import Deployment
+from tests.deployment import Deployment, api_time
 from tests.orchest_factory import ENV, pipeline_doc, step, write_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
@@ -42,11 +42,6 @@ import os, time
 print("token is", os.environ.get("TOKEN"), flush=True)
 time.sleep(2)
 """
-
-
-def _when(text: str | None) -> datetime:
-    assert text, "a task instance without start or end"
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _name() -> str:
@@ -80,12 +75,12 @@ def test_the_first_failed_step_stops_its_run_and_only_its_run(deployment: Deploy
         assert states[f"pipeline_run.{task}[1]"] == "success", states
 
     boom, sibling = tis["pipeline_run.boom[0]"], tis["pipeline_run.sibling[0]"]
-    stopped_after = (_when(sibling["end_date"]) - _when(boom["end_date"])).total_seconds()
+    stopped_after = (api_time(sibling["end_date"]) - api_time(boom["end_date"])).total_seconds()
     assert stopped_after < 15, (boom, sibling)
-    ran_for = (_when(sibling["end_date"]) - _when(sibling["start_date"])).total_seconds()
+    ran_for = (api_time(sibling["end_date"]) - api_time(sibling["start_date"])).total_seconds()
     assert ran_for < 30, sibling  # its 40 s sleep was cut short
     # The DAG run ended long before the sibling's 40 s were up.
-    assert (_when(run["end_date"]) - _when(sibling["start_date"])).total_seconds() < 35, run
+    assert (api_time(run["end_date"]) - api_time(sibling["start_date"])).total_seconds() < 35, run
     log = deployment.task_log(dag_id, run_id, "pipeline_run.sibling", 0)
     assert "Stopped: step 'boom' (boom) of this pipeline run failed (fail-fast)" in log, \
         log[-3000:]
@@ -99,8 +94,8 @@ def _spans(tis: dict[str, dict[str, Any]], runs: int) -> list[tuple[datetime, da
     for index in range(runs):
         mine = [ti for key, ti in tis.items()
                 if key.endswith(f"[{index}]") and not key.startswith("pipeline_run.prepare")]
-        spans.append((min(_when(ti["start_date"]) for ti in mine),
-                      max(_when(ti["end_date"]) for ti in mine)))
+        spans.append((min(api_time(ti["start_date"]) for ti in mine),
+                      max(api_time(ti["end_date"]) for ti in mine)))
     return spans
 
 
@@ -190,8 +185,8 @@ def test_a_notebook_saved_by_orchest_runs_beside_its_sibling(deployment: Deploym
     tis = deployment.task_instances(dag_id, run_id)
     assert run["state"] == "success", {k: ti["state"] for k, ti in tis.items()}
     nb, side = tis["pipeline_run.analyse[0]"], tis["pipeline_run.side[0]"]
-    assert _when(nb["start_date"]) < _when(side["end_date"]) and \
-        _when(side["start_date"]) < _when(nb["end_date"])  # side by side
+    assert api_time(nb["start_date"]) < api_time(side["end_date"]) and \
+        api_time(side["start_date"]) < api_time(nb["end_date"])  # side by side
     assert not (deployment.data_dir / f"skipped-{name}").exists()
     html = next(deployment.store_dir.glob(f"runs/{dag_id}/*/run-00000/project/analyse.html"))
     assert "data:image/png;base64," in html.read_text()

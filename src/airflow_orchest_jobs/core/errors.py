@@ -14,10 +14,13 @@ class Problem:
     file: str
     where: str
     message: str
+    #: A field that loads but is not honoured: the input still runs (``validate`` warns).
+    warning: bool = False
 
     def __str__(self) -> str:
+        kind = "warning: " if self.warning else ""
         where = f"{self.where}: " if self.where else ""
-        return f"{self.file}: {where}{self.message}"
+        return f"{self.file}: {kind}{where}{self.message}"
 
 
 class OrchestError(Exception):

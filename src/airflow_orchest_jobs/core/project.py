@@ -59,15 +59,14 @@ class Project:
     def _files(self) -> tuple[list[Path], list[Path]]:
         pipelines: list[Path] = []
         jobs: list[Path] = []
-        for path in self._walk():
-            if path.name.endswith(PIPELINE_SUFFIX):
-                pipelines.append(path)
-            elif path.name.endswith(JOB_SUFFIX):
-                jobs.append(path)
+        for path in self._walk((PIPELINE_SUFFIX, JOB_SUFFIX)):
+            (pipelines if path.name.endswith(PIPELINE_SUFFIX) else jobs).append(path)
         return sorted(pipelines), sorted(jobs)
 
-    def _walk(self) -> Iterator[Path]:
-        """Regular files under the project, skipping ignored folders and git-ignored paths."""
+    def _walk(self, suffixes: tuple[str, ...]) -> Iterator[Path]:
+        """Regular files named ``*<suffix>`` under the project, skipping ignored folders and
+        git-ignored paths. Names are matched first: every parse walks every project, and
+        most files (step files, data) are neither pipelines nor jobs."""
         from .snapshot.selection import ignore_rules  # git's semantics, as snapshots
 
         rules = ignore_rules(self.path)
@@ -82,6 +81,8 @@ class Project:
                 and not rules.is_ignored(rel_folder + d + "/")
             )
             for name in files:
+                if not name.endswith(suffixes):
+                    continue
                 full = os.path.join(folder, name)
                 if os.path.islink(full) or rules.is_ignored(rel_folder + name):
                     continue

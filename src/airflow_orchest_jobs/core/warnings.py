@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from .errors import OrchestError
+from .errors import OrchestError, Problem
 from .model import Pipeline, PipelineSettings
 from .project import Project
 
@@ -23,26 +22,14 @@ _ENVIRONMENT_PREFIX = "environment@"
 _NOT_EXPOSED = "services in jobs are reachable only from the run's own steps and services"
 
 
-@dataclass(frozen=True)
-class FieldWarning:
-    """One field that is ignored, phrased for the person who wrote it."""
-
-    file: str
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: warning: {self.field}: {self.message}"
-
-
 def _json(value: Any) -> str:
     return json.dumps(value)
 
 
-def unhonoured(pipeline: Pipeline, project: Project) -> list[FieldWarning]:
+def unhonoured(pipeline: Pipeline, project: Project) -> list[Problem]:
     """Warnings for ``pipeline``'s ignored fields, and for its environments' (their files)."""
     file = str(pipeline.path)
-    out = [FieldWarning(file, field, message)
+    out = [Problem(file, field, message, warning=True)
            for field, message in _settings(pipeline.settings) + _services(pipeline.services)]
     out += _gpu_environments(pipeline, project)
     return out
@@ -91,7 +78,7 @@ def _services(services: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def _gpu_environments(pipeline: Pipeline, project: Project) -> list[FieldWarning]:
+def _gpu_environments(pipeline: Pipeline, project: Project) -> list[Problem]:
     """``gpu_support: true`` on an environment that a step or a job service uses."""
     used = dict.fromkeys(pipeline.environments)
     for service in pipeline.services.values():
@@ -102,8 +89,9 @@ def _gpu_environments(pipeline: Pipeline, project: Project) -> list[FieldWarning
         environments = project.environments
     except OrchestError:
         return []  # a malformed environment is a problem, reported by validation
-    return [FieldWarning(str(env.folder / "properties.json"), "gpu_support",
-                         "true is ignored: containers get no GPU request, so GPU code runs on "
-                         "the CPU or fails (set it to false once its steps need no GPU)")
+    return [Problem(str(env.folder / "properties.json"), "gpu_support",
+                    "true is ignored: containers get no GPU request, so GPU code runs on "
+                    "the CPU or fails (set it to false once its steps need no GPU)",
+                    warning=True)
             for env in (environments.get(uuid) for uuid in used)
             if env is not None and env.gpu_support]
