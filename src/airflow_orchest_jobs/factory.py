@@ -118,7 +118,7 @@ def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    from .views.triggerform import field_schema, parameter_fields, runs_schema
+    from .views.triggerform import field_schema, fits_in_form, parameter_fields, runs_schema
 
     grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}
@@ -126,10 +126,14 @@ def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
     steps = ", ".join(f"{s.title} = {k}" for k, s in list(job.pipeline.steps.items())[:20])
     params: dict[str, Any] = {}
     for field in fields:
+        shown = field["shown"]
         params[field["name"]] = Param(
-            default=field["values"], title=field["title"], section=field["section"],
-            description="The values to run, a JSON list (each one is a run of the grid).",
-            **field_schema())
+            default=field["values"] if shown else None, title=field["title"],
+            section=field["section"],
+            description="The values to run, a JSON list (each one is a run of the grid)."
+            if shown else f"{len(field['values'])} values by default, not shown (the form "
+            "puts what it shows in the DAG run's conf); empty runs them, or enter a list.",
+            **field_schema(shown))
     choices = runs_schema(grid)
     picking = "examples" in choices
     params["runs"] = Param(
@@ -140,13 +144,15 @@ def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
                      "0-based indices of grid runs to run, e.g. [0, 3]; empty (null) runs them "
                      "all. `airflow-orchest-jobs grid` lists them."),
         **choices)
+    shown = fits_in_form(job.parameters)
     params["parameters"] = Param(
-        default=job.parameters, type="object", title="Parameter grid",
+        default=job.parameters if shown else {}, type="object", title="Parameter grid",
         description=(
             "Orchest's job parameters format: {\"pipeline_parameters\": {name: [values]}, "
             "\"<step uuid>\": {name: [values]}}. Every value is a LIST; the grid runs every "
             "combination. Parameters you leave out keep their default "
-            f"({grid_size} run(s) as filled in)"
+            + (f"({grid_size} run(s) as filled in)" if shown else
+               f"(the default grid, {grid_size} runs, is too big to show here)")
             + ("; a parameter changed in its own field takes the field's values" if fields
                else "") + f". Step uuids: {steps}."),
         # What the job views show that only the definition knows (a schema annotation).

@@ -99,3 +99,33 @@ def test_big_grids_get_a_json_list_of_runs(tmp_path):
                                       "data_dir": str(tmp_path / "data")})
     runs = build_dags(settings)["orchest__big__main"].params.get_param("runs").schema
     assert "examples" not in runs and runs["type"] == ["null", "array"]
+
+
+def test_a_big_default_grid_stays_out_of_the_conf_and_still_runs_whole(tmp_path):
+    """The form submits every field into the DAG run's conf, which Airflow's scheduler
+    decodes again per task instance: a 2,100-value axis must not travel in it."""
+    import json
+
+    from tests.orchest_factory import pipeline_doc, step, write_project
+
+    doc = pipeline_doc([step("s1", "a.py")], parameters={"n": 0, "m": "x"})
+    write_project(tmp_path / "projects" / "big", doc,
+                  parameters={"pipeline_parameters": {"n": list(range(2100)), "m": ["x"]}})
+    settings = Settings.from_mapping({"projects_dir": str(tmp_path / "projects"),
+                                      "store_dir": str(tmp_path / "store"),
+                                      "data_dir": str(tmp_path / "data")})
+    dag = build_dags(settings)["orchest__big__main"]
+    n, m = field_key("pipeline_parameters", "n"), field_key("pipeline_parameters", "m")
+    form = dict(dag.params)  # what the form submits when nothing is edited
+    assert form[n] is None and form["parameters"] == {} and form[m] == ["x"]
+    assert "2100 values by default" in dag.params.get_param(n).description
+    assert len(json.dumps(form)) < 500
+    _serialized(dag).params.deep_merge(form).validate()
+    pipeline = dag.task_dict["pipeline_run.s1"].pipeline
+    defaults = {"pipeline_parameters": {"n": list(range(2100)), "m": ["x"]}}
+    conf = fold_form_conf(form, field_defaults(pipeline, defaults))
+    request = resolve_request(pipeline, conf, default_parameters=defaults)
+    assert len(request.grid) == 2100 and len(request.runs) == 2100
+    # A list entered in the emptied field still replaces the default values.
+    conf = fold_form_conf({**form, n: [5, 6]}, field_defaults(pipeline, defaults))
+    assert len(resolve_request(pipeline, conf, default_parameters=defaults).grid) == 2

@@ -9,7 +9,9 @@ the trigger conf, one key per field. Besides the conf's own keys (``parameters``
   chosen indices as strings (``["0", "3"]``);
 - one field per parameter, ``parameters/<key>/<name>`` (``key``: ``pipeline_parameters``
   or a step uuid) holding its list of values, in a section per pipeline / step; the
-  ``parameters`` object still holds the whole grid (edit either).
+  ``parameters`` object still holds the whole grid (edit either). A default too big for
+  the conf (:data:`MAX_DEFAULT_CHARS`) is left out: the field or object starts empty, and
+  empty means the default.
 
 :func:`fold_form_conf` turns such a submission back into the conf format (changed
 fields folded into ``parameters``, digit strings in ``runs`` to integers). A conf from
@@ -21,6 +23,7 @@ Pure (no Airflow): the DAG processor builds the form for every DAG on every pars
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +36,11 @@ FIELD_PREFIX = "parameters/"
 MAX_RUN_CHOICES = 100
 #: Fields of their own for at most this many parameters (the rest: the JSON object).
 MAX_FIELDS = 40
+#: A default bigger than this (characters of JSON) stays out of the form: the form submits
+#: every field into the DAG run's conf, and Airflow's scheduler decodes that conf again
+#: for every task instance of the run on every loop (a 10,000-value list in the conf of a
+#: 10,000-run grid brought it to about one finished run per 5 seconds here).
+MAX_DEFAULT_CHARS = 2000
 #: JSON Schema of one parameter's value list in the form (a JSON editor: types kept).
 _ANY = ["string", "number", "integer", "boolean", "null", "array", "object"]
 _UNSET = object()
@@ -50,10 +58,17 @@ def run_choices(grid: Grid) -> dict[str, Any]:
             "values_display": {str(i): grid.label(i) for i in range(len(grid))}}
 
 
+def fits_in_form(value: Any) -> bool:
+    """Whether a default is small enough to travel in every DAG run's conf."""
+    return len(json.dumps(value, default=str)) <= MAX_DEFAULT_CHARS
+
+
 def parameter_fields(grid: Grid, step_titles: Mapping[str, str]) -> list[dict[str, Any]]:
     """One field per grid axis (pipeline parameters first, then steps, in grid order).
 
-    Each: ``name`` (form key), ``key``, ``param``, ``values``, ``title``, ``section``.
+    Each: ``name`` (form key), ``key``, ``param``, ``values``, ``title``, ``section``,
+    ``shown`` (False: too many values for the form, see :data:`MAX_DEFAULT_CHARS`; the
+    field starts empty and an empty field runs the default values).
     None when there are more than :data:`MAX_FIELDS` (the JSON object holds them all).
     """
     axes = [a for a in grid.axes if "/" not in a.key]
@@ -70,13 +85,16 @@ def parameter_fields(grid: Grid, step_titles: Mapping[str, str]) -> list[dict[st
             "values": list(axis.values),
             "title": axis.name if pipeline else f"{step}: {axis.name}",
             "section": "Pipeline parameters" if pipeline else f"Step parameters: {step}",
+            "shown": fits_in_form(list(axis.values)),
         })
     return fields
 
 
-def field_schema() -> dict[str, Any]:
-    """The JSON Schema of a parameter field: a non-empty list of any JSON values."""
-    return {"type": "array", "minItems": 1, "items": {"type": list(_ANY)}}
+def field_schema(shown: bool = True) -> dict[str, Any]:
+    """The JSON Schema of a parameter field: a non-empty list of any JSON values (or
+    empty, for a field whose default values are not shown)."""
+    return {"type": "array" if shown else ["null", "array"], "minItems": 1,
+            "items": {"type": list(_ANY)}}
 
 
 def runs_schema(grid: Grid) -> dict[str, Any]:
