@@ -76,18 +76,20 @@ START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 # --------------------------------------------------------------------------- setup
 
-def write_project(projects_dir: Path, runs: int) -> None:
-    """The ``scale`` project: one ``.sh`` step over a ``runs``-run grid, busybox."""
+def write_project(projects_dir: Path, runs: int, pipeline: str = "echo") -> str:
+    """A pipeline of the ``scale`` project: one ``.sh`` step over a ``runs``-run grid (its
+    parameters file), busybox. Returns its DAG id."""
     project = projects_dir / "scale"
     doc = pipeline_doc([step(STEP_UUID, "echo.sh", title="Echo", environment=ENV_UUID,
                              kernel={"name": "bash", "display_name": "Bash"})],
                        parameters={"i": 0}, uuid="5ca1e000-0000-4000-8000-00000000000f",
                        name="scale")
-    write_orchest_project(project, doc, name="echo.orchest",
+    write_orchest_project(project, doc, name=f"{pipeline}.orchest",
                           files={"echo.sh": f"#!/bin/bash\n{ECHO}\n"},
                           parameters={"pipeline_parameters": {"i": list(range(runs))}},
                           environment=False)
     write_environment(project, ENV_UUID, base_image="busybox", language="bash")
+    return f"orchest__scale__{pipeline}"
 
 
 def warmup_dag():
