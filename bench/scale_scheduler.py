@@ -100,6 +100,7 @@ class MemorySampler(threading.Thread):
                 proc = psutil.Process(self.processes[name].pid)
                 procs = [proc, *proc.children(recursive=True)] if tree else [proc]
                 out[name] = sum(p.memory_info().rss for p in procs) / 2**20
+                out[f"{name} cpu"] = sum(sum(p.cpu_times()[:2]) for p in procs)
             except (KeyError, psutil.Error):
                 continue
         return out
@@ -120,6 +121,9 @@ class MemorySampler(threading.Thread):
             if values:
                 later = [v for t, v in values if t >= tenth] or [values[-1][1]]
                 out[name] = (values[0][1], later[0], max(v for _, v in values), values[-1][1])
+            cpu = [s[f"{name} cpu"] for _, s in inside if f"{name} cpu" in s]
+            if cpu:
+                out[f"{name} cpu"] = (cpu[-1] - cpu[0],)
         return out
 
 
@@ -218,15 +222,20 @@ def main() -> int:
         values = memory.get(key, {}).get(component, (0.0,) * 4)
         return " / ".join(f"{v:.0f}" for v in values)
 
+    def cpu(key: str, runs: int) -> str:
+        used = [memory.get(key, {}).get(f"{name} cpu", (float("nan"),))[0]
+                for name in MemorySampler.TREES]
+        return " / ".join(f"{u / runs:.3f}" for u in used)
+
     rows = []
     if args.runs:
         rows += [["plain DockerOperator DAG", args.runs, f"{results['plain']:.0f} s",
                   f"{results['plain'] / args.runs:.3f} s", "1.00x", mem("plain", "scheduler"),
-                  mem("plain", "api-server")],
+                  mem("plain", "api-server"), cpu("plain", args.runs)],
                  ["ours (factory DAG)", args.runs, f"{results['ours']:.0f} s",
                   f"{results['ours'] / args.runs:.3f} s",
                   f"{results['ours'] / results['plain']:.2f}x", mem("ours", "scheduler"),
-                  mem("ours", "api-server")]]
+                  mem("ours", "api-server"), cpu("ours", args.runs)]]
     for size in sizes:
         seconds = results[f"ours@{size}"]
         per_run = seconds / size
@@ -234,10 +243,12 @@ def main() -> int:
         first = results[f"ours@{base}"] / base
         rows.append([f"ours, {size}-run grid", size, f"{seconds:.0f} s", f"{per_run:.3f} s",
                      f"{per_run / first:.2f}x of the {base}-run grid's",
-                     mem(f"ours@{size}", "scheduler"), mem(f"ours@{size}", "api-server")])
+                     mem(f"ours@{size}", "scheduler"), mem(f"ours@{size}", "api-server"),
+                     cpu(f"ours@{size}", size)])
     text = table(["DAG", "pipeline runs", "DAG run (start to end)", "per pipeline run",
                   "ratio", "scheduler RSS MB (start / at 10% / peak / end)",
-                  "API server RSS MB (start / at 10% / peak / end)"], rows)
+                  "API server RSS MB (start / at 10% / peak / end)",
+                  "CPU s per run (scheduler / API server)"], rows)
     print(text)
     if not args.no_write:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,

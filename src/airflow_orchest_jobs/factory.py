@@ -187,8 +187,12 @@ def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int) -> st
     pipeline = job.pipeline
     rows = "\n".join(f"| {s.title} | `{s.file_path}` | `{s.uuid}` |"
                      for s in pipeline.steps.values())
+    from .views.triggerform import fits_in_form
+
+    # The default grid as the example, unless it is big (a 10,000-value list in every
+    # parse's docs, and a conf the scheduler would decode per task instance).
     example = json.dumps({"parameters": job.parameters or {"pipeline_parameters": {}},
-                          "runs": [0]})
+                          "runs": [0]} if fits_in_form(job.parameters) else {"runs": [0]})
     frozen = (f"\n\nFrozen job: snapshot `{job.frozen_snapshot}` (the pipeline shown is the "
               "snapshot's)." if job.frozen_snapshot else "")
     return (

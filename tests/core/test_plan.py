@@ -95,3 +95,16 @@ def test_bad_conf_names_each_problem(pipeline):
                                    "colour": "red"}, default_parameters={})
     lines = str(err.value).splitlines()
     assert any("unknown field 'colour'" in line for line in lines)
+
+
+def test_a_grid_given_in_the_conf_warns_when_the_scheduler_would_pay_for_it():
+    from airflow_orchest_jobs.core.request import conf_cost_warning
+
+    big = {"parameters": {"pipeline_parameters": {"i": list(range(10_000))}}}
+    warning = conf_cost_warning(big, 10_000)
+    assert warning is not None and "58,938 characters" in warning
+    assert "10,000 task instances" in warning and "parameters file" in warning
+    # The same conf over a few runs, or a small conf over many, costs nothing worth it.
+    assert conf_cost_warning(big, 10) is None
+    assert conf_cost_warning({"runs": [0, 3]}, 10_000) is None
+    assert conf_cost_warning(None, 10_000) is None and conf_cost_warning({}, 10_000) is None

@@ -86,6 +86,12 @@ class OrchestSnapshotOperator(BaseOperator):
                               removed)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
+        from ..core.request import conf_cost_warning
+
+        warning = conf_cost_warning(dag_run.conf,
+                                    len(request.runs) * len(self.job.pipeline.steps))
+        if warning:
+            self.log.warning("%s", warning)
         key = self.job.job_key(dag_run.run_id)
         try:
             state, created = JobStates(settings.store_dir).get_or_create(
