@@ -136,8 +136,9 @@ def timed(deployment: Deployment, dag_id: str, conf: dict | None = None,
     if run["state"] != "success":
         raise SystemExit(f"{dag_id} {run_id}: {run['state']}\n{deployment.diagnostics()}")
     if memory is not None and memory_out is not None:
-        memory.windows.append((run_id, started, time.monotonic()))
-        memory_out.update(memory.window(started, time.monotonic()))
+        ended = time.monotonic()
+        memory.windows.append((run_id, started, ended))
+        memory_out.update(memory.window(started, ended))
     return api_seconds(run["start_date"], run["end_date"])
 
 

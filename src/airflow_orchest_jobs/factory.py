@@ -109,7 +109,7 @@ def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
     return dag
 
 
-def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
+def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
     """The trigger form: a field per parameter (its value list), the runs as a multi-select
     of labelled runs, the rest of the grid as JSON, the variables.
 
@@ -118,7 +118,7 @@ def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    from .views.triggerform import field_schema, fits_in_form, parameter_fields, runs_schema
+    from .views.triggerform import field_schema, parameter_fields, runs_schema
 
     grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}
@@ -144,14 +144,13 @@ def _params(job: JobDefinition, grid: Grid) -> dict[str, Any]:
                      "0-based indices of grid runs to run, e.g. [0, 3]; empty (null) runs them "
                      "all. `airflow-orchest-jobs grid` lists them."),
         **choices)
-    shown = fits_in_form(job.parameters)
     params["parameters"] = Param(
-        default=job.parameters if shown else {}, type="object", title="Parameter grid",
+        default=job.parameters if grid_shown else {}, type="object", title="Parameter grid",
         description=(
             "Orchest's job parameters format: {\"pipeline_parameters\": {name: [values]}, "
             "\"<step uuid>\": {name: [values]}}. Every value is a LIST; the grid runs every "
             "combination. Parameters you leave out keep their default "
-            + (f"({grid_size} run(s) as filled in)" if shown else
+            + (f"({grid_size} run(s) as filled in)" if grid_shown else
                f"(the default grid, {grid_size} runs, is too big to show here)")
             + ("; a parameter changed in its own field takes the field's values" if fields
                else "") + f". Step uuids: {steps}."),
@@ -183,16 +182,15 @@ def _schedule_args(job: JobDefinition) -> dict[str, Any]:
     return {"schedule": OrchestCronTimetable(job.schedule.cron), "start_date": EPOCH}
 
 
-def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int) -> str:
+def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int,
+         grid_shown: bool) -> str:
     pipeline = job.pipeline
     rows = "\n".join(f"| {s.title} | `{s.file_path}` | `{s.uuid}` |"
                      for s in pipeline.steps.values())
-    from .views.triggerform import fits_in_form
-
     # The default grid as the example, unless it is big (a 10,000-value list in every
     # parse's docs, and a conf the scheduler would decode per task instance).
     example = json.dumps({"parameters": job.parameters or {"pipeline_parameters": {}},
-                          "runs": [0]} if fits_in_form(job.parameters) else {"runs": [0]})
+                          "runs": [0]} if grid_shown else {"runs": [0]})
     frozen = (f"\n\nFrozen job: snapshot `{job.frozen_snapshot}` (the pipeline shown is the "
               "snapshot's)." if job.frozen_snapshot else "")
     return (
@@ -211,6 +209,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     from airflow.sdk import DAG, task, task_group
 
     from .operators.snapshot import OrchestSnapshotOperator
+    from .views.triggerform import fits_in_form
 
     pipeline = job.pipeline
     max_map_length = snapshot_max_map_length()
@@ -218,12 +217,14 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     default_count = len(grid.select(job.runs))
     lanes = lanes_needed(default_count, max_map_length)
     fingerprint = job.fingerprint()
+    # Whether the default grid is small enough for the trigger form and the docs' example.
+    grid_shown = fits_in_form(job.parameters)
     parallelism = pipeline.settings.max_steps_parallelism or None
     with DAG(
         job.dag_id,
         dag_display_name=job.display_name or job.dag_id,
         description=job.description[:1000],
-        doc_md=_doc(job, fingerprint, lanes, len(grid)),
+        doc_md=_doc(job, fingerprint, lanes, len(grid), grid_shown),
         catchup=job.catchup,
         tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.kind is DagKind.JOB
               else "orchest:pipeline"],
@@ -287,7 +288,7 @@ def orchest_dag(job: JobDefinition, settings: Settings):
     # The trigger form, attached once the tasks exist: every operator created inside a
     # DAG with params deep-copies and serializes them (4x the parse time for 200 DAGs).
     # The tasks read the trigger conf itself (request_for), never context["params"].
-    dag.params.update(_params(job, grid))
+    dag.params.update(_params(job, grid, grid_shown))
     return dag
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_orchest_jobs.core.variables import project_variable
-from tests.deployment import Deployment, api_time
+from tests.deployment import Deployment, api_seconds, api_time
 from tests.orchest_factory import ENV, pipeline_doc, step, write_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
@@ -75,12 +75,12 @@ def test_the_first_failed_step_stops_its_run_and_only_its_run(deployment: Deploy
         assert states[f"pipeline_run.{task}[1]"] == "success", states
 
     boom, sibling = tis["pipeline_run.boom[0]"], tis["pipeline_run.sibling[0]"]
-    stopped_after = (api_time(sibling["end_date"]) - api_time(boom["end_date"])).total_seconds()
+    stopped_after = api_seconds(boom["end_date"], sibling["end_date"])
     assert stopped_after < 15, (boom, sibling)
-    ran_for = (api_time(sibling["end_date"]) - api_time(sibling["start_date"])).total_seconds()
+    ran_for = api_seconds(sibling["start_date"], sibling["end_date"])
     assert ran_for < 30, sibling  # its 40 s sleep was cut short
     # The DAG run ended long before the sibling's 40 s were up.
-    assert (api_time(run["end_date"]) - api_time(sibling["start_date"])).total_seconds() < 35, run
+    assert api_seconds(sibling["start_date"], run["end_date"]) < 35, run
     log = deployment.task_log(dag_id, run_id, "pipeline_run.sibling", 0)
     assert "Stopped: step 'boom' (boom) of this pipeline run failed (fail-fast)" in log, \
         log[-3000:]

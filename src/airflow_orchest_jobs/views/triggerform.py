@@ -76,16 +76,17 @@ def parameter_fields(grid: Grid, step_titles: Mapping[str, str]) -> list[dict[st
         return []
     fields = []
     for axis in axes:
+        values = list(axis.values)
         step = step_titles.get(axis.key, axis.key)
         pipeline = axis.key == PIPELINE_KEY
         fields.append({
             "name": field_key(axis.key, axis.name),
             "key": axis.key,
             "param": axis.name,
-            "values": list(axis.values),
+            "values": values,
             "title": axis.name if pipeline else f"{step}: {axis.name}",
             "section": "Pipeline parameters" if pipeline else f"Step parameters: {step}",
-            "shown": fits_in_form(list(axis.values)),
+            "shown": fits_in_form(values),
         })
     return fields
 
