@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -177,6 +179,22 @@ def test_dag_file_loads_in_a_dagbag(projects, airflow_home, monkeypatch):
     assert bag.import_errors == {}
     assert {"orchest__demo__main", "orchest_job__demo__nightly",
             "orchest_invalid__broken__main.orchest"} <= set(bag.dag_ids)
+
+
+def test_parsing_loads_none_of_the_snapshot_stores_code(projects):
+    """The DAG processor parses in a fresh process every time: the project walk's ignore
+    rules are all it needs of the snapshot package (no store, packs or checkout code)."""
+    folders = {"projects_dir": str(projects / "projects"), "store_dir": str(projects / "store")}
+    code = ("import sys\n"
+            "from airflow_orchest_jobs.core.settings import Settings\n"
+            "from airflow_orchest_jobs.factory import build_dags\n"
+            f"dags = build_dags(Settings.from_mapping({folders!r}))\n"
+            "assert 'orchest__demo__main' in dags\n"
+            "prefix = 'airflow_orchest_jobs.core.snapshot.'\n"
+            "print(sorted(m[len(prefix):] for m in sys.modules if m.startswith(prefix)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "['fsops', 'patterns', 'selection']"
 
 
 def test_a_frozen_jobs_dag_is_built_from_its_job_state_without_touching_the_snapshot(projects):

@@ -22,10 +22,30 @@ copies), ``fsops`` (atomic writes, modes), ``checkout``, ``remove`` (run folders
 
 from __future__ import annotations
 
-from .manifest import Snapshot
-from .remove import remove_tree
-from .selection import IGNORE_FILE, INCLUDE_FILE, Selection, select
-from .store import WARN_BYTES, DiskUsage, SnapshotStore, SnapshotView
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .manifest import Snapshot
+    from .remove import remove_tree
+    from .selection import IGNORE_FILE, INCLUDE_FILE, Selection, select
+    from .store import WARN_BYTES, DiskUsage, SnapshotStore, SnapshotView
+
+#: The package's names, by the module that defines them. Imported when first used: a
+#: DAG parse needs ``selection`` (project walks) and ``fsops`` (atomic writes), never the
+#: store, and every parse is a fresh process.
+_EXPORTS = {
+    "IGNORE_FILE": "selection",
+    "INCLUDE_FILE": "selection",
+    "Selection": "selection",
+    "select": "selection",
+    "Snapshot": "manifest",
+    "remove_tree": "remove",
+    "WARN_BYTES": "store",
+    "DiskUsage": "store",
+    "SnapshotStore": "store",
+    "SnapshotView": "store",
+}
 
 __all__ = [
     "IGNORE_FILE",
@@ -39,3 +59,12 @@ __all__ = [
     "remove_tree",
     "select",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
