@@ -56,13 +56,13 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
                                                    exc.problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
+    length = snapshot_max_map_length()  # one config read per parse, not one per DAG
     wanted = _parsing_for_dag()
     mine = [d for d in definitions if d.dag_id == wanted] if wanted is not None else []
     if mine:
         # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is
         # needed, not every pipeline of every project.
-        return {d.dag_id: orchest_dag(d, settings) for d in mine}
-    length = snapshot_max_map_length()  # one config read per parse, not one per DAG
+        return {d.dag_id: orchest_dag(d, settings, length) for d in mine}
     dags: dict[str, Any] = {d.dag_id: orchest_dag(d, settings, length) for d in definitions}
     for file, file_problems in problems.items():
         for problem in file_problems:  # also in the DAG processor's log, one line each
@@ -205,10 +205,10 @@ def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int,
     )
 
 
-def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int | None = None):
+def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
     """Build the DAG of one job definition (see the module docstring for its shape).
 
-    ``max_map_length``: Airflow's ``[core] max_map_length`` (read here when not given).
+    ``max_map_length``: Airflow's ``[core] max_map_length``, read once per parse.
     """
     from airflow.sdk import DAG, task, task_group
 
@@ -216,8 +216,6 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int | No
     from .views.triggerform import fits_in_form
 
     pipeline = job.pipeline
-    if max_map_length is None:
-        max_map_length = snapshot_max_map_length()
     grid = Grid(pipeline, job.parameters)  # built once: parsing is the hot path
     default_count = len(grid.select(job.runs))
     lanes = lanes_needed(default_count, max_map_length)
