@@ -106,28 +106,42 @@ def warmup_dag():
     return dag
 
 
-def reference_dag(image: str, runs: int, max_map_length: int, docker_url: str):
-    """The plain DockerOperator DAG: the same containers, nothing of the plugin."""
+def reference_dag(image: str, runs: int, max_map_length: int, docker_url: str,
+                  dag_id: str = REFERENCE_ID, final_teardown: bool = False):
+    """The plain DockerOperator DAG: the same containers, nothing of the plugin.
+
+    ``final_teardown``: a last task after every container, a teardown of ``items`` (the
+    shape of our ``finalize``), for bench/scheduler_loop.py.
+    """
     from airflow.providers.docker.operators.docker import DockerOperator
     from airflow.sdk import DAG, task
 
-    with DAG(REFERENCE_ID, schedule=None, start_date=START, catchup=False) as dag:
+    with DAG(dag_id, schedule=None, start_date=START, catchup=False) as dag:
         @task(task_id="items")
         def items() -> list[dict[str, str]]:
             return [{"ORCHEST_SESSION_UUID": str(uuid.uuid5(uuid.NAMESPACE_URL, f"ref:{i}"))}
                     for i in range(runs)]
 
         listed = items()
+        containers = []
         for lane in range(math.ceil(runs / max_map_length)):
             @task(task_id=f"slice_{lane + 1}")
             def slice_(envs: list[dict[str, str]], lane: int = lane) -> list[dict[str, str]]:
                 return envs[lane * max_map_length:(lane + 1) * max_map_length]
 
-            DockerOperator.partial(
+            containers.append(DockerOperator.partial(
                 task_id=f"echo_{lane + 1}", image=image, command=["/bin/sh", "-c", ECHO],
                 network_mode="none", auto_remove="force", mount_tmp_dir=False, tty=False,
                 do_xcom_push=False, docker_url=docker_url,
-            ).expand(environment=slice_(listed))
+            ).expand(environment=slice_(listed)))
+        if final_teardown:
+            @task(task_id="finalize")
+            def finalize() -> None:
+                return None
+
+            ended = finalize().as_teardown(setups=listed)
+            for mapped in containers:
+                mapped >> ended
     return dag
 
 
