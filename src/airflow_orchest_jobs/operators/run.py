@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
 #: DAG run states in which a job run still owns its slots and services.
 LIVE_STATES = ("queued", "running")
-#: Seconds a waiting run sleeps before asking again: more the further back in line.
-MIN_WAIT, MAX_WAIT = 6, 30
+#: Seconds a waiting run sleeps before asking again: more the further back in line. At
+#: least twice ``[workers] min_heartbeat_interval`` (5 s): Airflow's supervisor can see a
+#: task's exit that late, and a reschedule re-queued before the old try's executor event
+#: arrives is failed by the scheduler (apache/airflow#71172; see PREPARE_RETRIES).
+MIN_WAIT, MAX_WAIT = 10, 30
 #: Seconds the next run in line keeps asking inside its task before it reschedules.
 IN_TASK_WAIT = 8
 
@@ -56,8 +59,8 @@ def admit_or_wait(settings: Settings, run: RunDescription,
 
     slots = RunSlots(settings.store_dir)
     # Ask a few times in the task first: a rescheduled task goes back through the
-    # scheduler, and very short reschedules race its executor events (Airflow then marks
-    # the task failed: "finished with state success, but ... queued").
+    # scheduler, and short reschedules race its executor events (Airflow then marks the
+    # task failed: "finished with state success, but ... queued"; MIN_WAIT).
     deadline = time.monotonic() + IN_TASK_WAIT
     while True:
         admission = slots.try_admit(ticket, limits, is_live)

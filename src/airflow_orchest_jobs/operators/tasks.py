@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -51,11 +52,20 @@ class PlanOperator(BaseOperator):
             raise user_error(exc) from None
 
 
+#: Retries of a run's ``prepare`` (every part of it is idempotent: the slot is the run's
+#: own, the copy is made once, services replace their leftovers). Airflow 3.3's scheduler
+#: can fail a rescheduled task whose previous try's "success" event arrives after the
+#: next try was queued (same try number; apache/airflow#71172, open): a retry goes
+#: through with a new try number. User errors fail at once (``user_error``: no retry).
+PREPARE_RETRIES, PREPARE_RETRY_DELAY = 2, timedelta(seconds=2)
+
+
 def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]):
     """Wait for a run slot (if limited), check the snapshot out, start the services."""
     from airflow.sdk import task
 
-    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}")
+    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}",
+          retries=PREPARE_RETRIES, retry_delay=PREPARE_RETRY_DELAY)
     def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
 
