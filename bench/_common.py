@@ -81,6 +81,12 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+def git_head() -> str:
+    """The repository's short commit, for the figures' provenance."""
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+
+
 def machine() -> str:
     docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
                             capture_output=True, text=True).stdout.strip() or "unknown"

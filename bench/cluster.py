@@ -35,7 +35,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import ENV_UUID, REPO, dump, table, write_section
+from _common import ENV_UUID, REPO, dump, git_head, table, write_section
 from tests.deployment import api_seconds, parse_env
 from tests.orchest_factory import pipeline_doc, step, write_environment
 from tests.orchest_factory import write_project as write_orchest_project
@@ -219,8 +219,7 @@ def report(args: argparse.Namespace, results: dict[str, dict[str, Any]],
            elapsed: float) -> str:
     from importlib.metadata import version
 
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = git_head()
     rows = []
     for workers in (1, 2):
         o, p = results[f"ours-{workers}"], results[f"plain-{workers}"]

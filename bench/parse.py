@@ -50,6 +50,7 @@ from _common import (
     REPO,
     airflow_env,
     child_env,
+    git_head,
     machine,
     median,
     table,
@@ -447,8 +448,7 @@ def main() -> int:
                        for side in ("ours", "handwritten")}
             options = (f"--repeat {args.repeat} --projects {args.projects} --pipelines "
                        f"{args.pipelines}" + (" --profile" if args.profile else ""))
-            head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                  capture_output=True, text=True).stdout.strip()
+            head = git_head()
             write_section(SECTION, (
                 f"`{COMMAND} {options}` ({when}; plugin working tree at commit {head}; "
                 f"{machine()}; {args.repeat} repetitions, "

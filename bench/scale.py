@@ -35,7 +35,6 @@ import math
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import (
     ENV_UUID,
-    REPO,
     airflow_env,
     dump,
+    git_head,
     images,
     machine,
     migrate_db,
@@ -426,8 +425,7 @@ def main() -> int:
                    if args.max_map_length else
                    f"Airflow's default max_map_length {max_map_length} for both DAGs")
             extra = f" --max-map-length {args.max_map_length}" if args.max_map_length else ""
-            head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                  capture_output=True, text=True).stdout.strip()
+            head = git_head()
             write_section(SECTION, (
                 f"`{COMMAND} --runs {args.runs}{extra}` ({when}; plugin working tree at "
                 f"commit {head}; {machine()}; one "

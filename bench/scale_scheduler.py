@@ -35,7 +35,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import REPO, images, machine, table, write_section
+from _common import REPO, git_head, images, machine, table, write_section
 from scale import DAG_ID, REFERENCE_ID, write_project
 from tests.deployment import Deployment, api_seconds, environment, free_port, stop
 
@@ -252,8 +252,7 @@ def main() -> int:
                   "CPU s per run (scheduler / API server)"], rows)
     print(text)
     if not args.no_write:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True).stdout.strip()
+        head = git_head()
         extra = (f" --sizes {args.sizes}" if sizes else "") + (" --postgres" if args.postgres
                                                                else "")
         write_section(SECTION, (

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import shutil
 import statistics
@@ -47,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import REPO, airflow_env, images, machine, migrate_db, table, write_section
+from _common import airflow_env, git_head, images, machine, migrate_db, table, write_section
 from scale import reference_dag, sync_dag, write_project
 from scale_scheduler import SECTION, start_postgres
 
@@ -61,8 +60,10 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def lanes_of(size: int, max_map_length: int) -> list[int]:
     """How many runs each mapped group holds."""
+    from airflow_orchest_jobs.core.plan import lanes_needed
+
     return [min(max_map_length, size - k * max_map_length)
-            for k in range(math.ceil(size / max_map_length))]
+            for k in range(lanes_needed(size, max_map_length))]
 
 
 def producers(ours: bool, lanes: list[int]) -> dict[str, int]:
@@ -238,8 +239,7 @@ def main() -> int:
                   "loop: of the plain DAG's", f"loop: of its {smallest}-run grid's"], rows)
     print(text)
     if not args.no_write:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                              capture_output=True, text=True).stdout.strip()
+        head = git_head()
         write_section(SECTION, (
             f"`{COMMAND} --sizes {args.sizes} --repeat {args.repeat}` "
             f"({time.strftime('%Y-%m-%d')}; commit {head}; {machine()}; PostgreSQL 15 of "
