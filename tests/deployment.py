@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "secretpw"
 #: A second user with no role: no permission on any DAG (the job views' security tests).
 OUTSIDER, OUTSIDER_PASSWORD = "outsider", "outsiderpw"
+#: The deployment's ``[core] max_map_length`` (Airflow's default is 1024).
+MAX_MAP_LENGTH = 16
 #: Bounds (seconds): components up, a DAG parsed, a DAG run finished.
 START_TIMEOUT = 120
 PARSE_TIMEOUT = 120
@@ -235,6 +237,9 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
+        # Small mapped groups: a 40-run grid already crosses two group boundaries
+        # (tests/airflow/test_big_grid.py), so CI tests the multi-group path in seconds.
+        "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple."
                                        "simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin,{OUTSIDER}:",
