@@ -1,22 +1,35 @@
 """Serve pipeline-run files (executed notebooks as HTML, step logs) from the api-server.
 
 Mounted by the plugin under ``/orchest-jobs``, with the job views' API and pages
-(``views/``: ``/api/v1/...``, ``/ui/...``). Every request is checked against the
-DAG's permissions (task logs level), paths never leave the run folder, and HTML is
-served with a sandboxing Content-Security-Policy so notebook output cannot run script
-in the Airflow UI's origin.
+(``views/``: ``/api/v1/...``, ``/ui/...``). A request is answered only for a DAG run that
+exists in Airflow's database and whose DAG the user may read (task logs level); the
+run folder is the one ``StoreLayout`` names for exactly that DAG run (names are
+injective and never ``..``), and every component below it is opened from a directory
+descriptor without following links (``core.confined``), so what is served is what was
+checked, whatever a step does to its folder meanwhile. HTML is served with a sandboxing
+Content-Security-Policy so notebook output cannot run script in the Airflow UI's origin.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the route signatures, whose
+# types are imported inside create_app.
 
 import mimetypes
 import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from .core import confined
 from .core.layout import StoreLayout
 
 URL_PREFIX = "/orchest-jobs"
+RUN_FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
+                               "style-src 'unsafe-inline'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
 
 
 def run_file_url(dag_id: str, run_id: str, relative: str, base_url: str = "") -> str:
@@ -25,21 +38,70 @@ def run_file_url(dag_id: str, run_id: str, relative: str, base_url: str = "") ->
             f"{quote(run_id, safe='')}/{quote(relative)}")
 
 
+@contextmanager
+def opened_runs(store_dir: Path) -> Iterator[int]:
+    """A descriptor of ``store_dir/runs``, resolved once (the store may be a symlink)."""
+    fd = confined.open_top(os.path.realpath(StoreLayout(store_dir).runs))
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def open_run_file(store_dir: Path, dag_id: str, run_id: str, names: Sequence[str]
+                  ) -> tuple[int, os.stat_result]:
+    """The regular file ``names`` in the DAG run's folder, opened; Refused otherwise."""
+    with opened_runs(store_dir) as runs:
+        return confined.open_file(runs, [*StoreLayout.job_run_names(dag_id, run_id), *names])
+
+
+def open_run_folder(store_dir: Path, dag_id: str, run_id: str, names: Sequence[str]) -> int:
+    """The folder ``names`` in the DAG run's folder, opened; Refused otherwise."""
+    with opened_runs(store_dir) as runs:
+        return confined.open_folder(runs, [*StoreLayout.job_run_names(dag_id, run_id),
+                                           *names])
+
+
 def resolve_run_file(store_dir: Path, dag_id: str, run_id: str, relative: str) -> Path | None:
-    """The file on disk, or None when it is missing or outside the DAG run's folder."""
-    root = StoreLayout(store_dir).job_run(dag_id, run_id).resolve()
-    target = Path(os.path.normpath(root / relative))
-    if root not in target.parents or not target.is_file():
+    """The path of a regular file in the run folder, or None (for tools, not serving:
+    a path can change after it is returned; the app serves from descriptors)."""
+    try:
+        fd, _ = open_run_file(store_dir, dag_id, run_id, confined.components(relative))
+    except confined.Refused:
         return None
-    real = target.resolve()
-    return real if root in real.parents else None
+    os.close(fd)
+    return StoreLayout(store_dir).job_run(dag_id, run_id).joinpath(*relative.split("/"))
+
+
+def media_type(name: str) -> str:
+    kind = mimetypes.guess_type(name)[0] or "text/plain"
+    if kind.startswith("text/") and "charset" not in kind:
+        kind += "; charset=utf-8"
+    return kind
+
+
+def existing_run(session, dag_id: str, run_id: str) -> bool:
+    """Whether Airflow knows exactly this DAG run (ids compared as written)."""
+    from .views.data import get_dag_run
+
+    found = get_dag_run(session, dag_id, run_id)
+    return found is not None and found.dag_id == dag_id and found.run_id == run_id
+
+
+def not_found(dag_id: str, run_id: str, relative: str):
+    from fastapi import HTTPException
+
+    return HTTPException(404, f"no file {relative[:200]!r} in the run folder of "
+                         f"{dag_id[:250]} {run_id[:250]} (deleted by retention, not "
+                         "written yet, or not a regular file)")
 
 
 def create_app():
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import requires_access_dag
-    from fastapi import Depends, FastAPI, HTTPException
-    from fastapi.responses import FileResponse
+    from fastapi import Depends, FastAPI
+    from fastapi.responses import StreamingResponse
 
     from .config import load_settings
 
@@ -49,19 +111,20 @@ def create_app():
         "/runs/{dag_id}/{run_id}/{relative:path}",
         dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))],
     )
-    def run_file(dag_id: str, run_id: str, relative: str) -> FileResponse:
-        path = resolve_run_file(load_settings().store_dir, dag_id, run_id, relative)
-        if path is None:
-            raise HTTPException(404, f"no file {relative!r} in the run folder of {dag_id} "
-                                f"{run_id} (deleted by retention, or not written yet)")
-        media_type = mimetypes.guess_type(path.name)[0] or "text/plain"
-        if media_type.startswith("text/") and "charset" not in media_type:
-            media_type += "; charset=utf-8"
-        return FileResponse(path, media_type=media_type, headers={
-            "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
-                                       "style-src 'unsafe-inline'",
-            "X-Content-Type-Options": "nosniff",
-        })
+    def run_file(dag_id: str, run_id: str, relative: str,
+                 session: SessionDep) -> StreamingResponse:
+        try:
+            names = confined.components(relative)
+        except confined.Refused:
+            raise not_found(dag_id, run_id, relative) from None
+        if not existing_run(session, dag_id, run_id):
+            raise not_found(dag_id, run_id, relative)
+        try:
+            fd, info = open_run_file(load_settings().store_dir, dag_id, run_id, names)
+        except confined.Refused:
+            raise not_found(dag_id, run_id, relative) from None
+        return StreamingResponse(confined.read_chunks(fd, info.st_size),
+                                 media_type=media_type(names[-1]), headers=RUN_FILE_HEADERS)
 
     from .views.api import create_router as api_router
     from .views.pages import create_router as pages_router

@@ -6,6 +6,7 @@ from importlib.metadata import entry_points
 
 import pytest
 
+from airflow_orchest_jobs.core.layout import StoreLayout
 from airflow_orchest_jobs.runfiles import resolve_run_file, run_file_url
 
 pytestmark = pytest.mark.airflow
@@ -65,8 +66,11 @@ def test_airflow_config_reads_the_section(monkeypatch, tmp_path):
     assert settings.environment_images == {"*": "img:1"}
 
 
+RUN_ID = "manual__2026-01-01T00:00:00+00:00"
+
+
 def _run_folder(tmp_path):
-    root = tmp_path / "runs" / "orchest__p__main" / "manual__2026-01-01T00_00_00_00_00"
+    root = StoreLayout(tmp_path).job_run("orchest__p__main", RUN_ID)
     (root / "run-00000" / "project").mkdir(parents=True)
     (root / "run-00000" / "project" / "nb.html").write_text("<html><script>x</script></html>")
     (tmp_path / "secret.txt").write_text("no")
@@ -80,7 +84,7 @@ def test_run_files_never_leave_the_run_folder(tmp_path):
     assert found is not None and found.name == "nb.html"
     for bad in ("../../../secret.txt", "/etc/passwd", "run-00000/../../x", "run-00000"):
         assert resolve_run_file(tmp_path, "orchest__p__main", run_id, bad) is None
-    link = tmp_path / "runs" / "orchest__p__main" / "manual__2026-01-01T00_00_00_00_00" / "l"
+    link = StoreLayout(tmp_path).job_run("orchest__p__main", run_id) / "l"
     link.symlink_to(tmp_path / "secret.txt")
     assert resolve_run_file(tmp_path, "orchest__p__main", run_id, "l") is None
 
@@ -89,8 +93,12 @@ def test_app_requires_auth_and_sandboxes_html(tmp_path, monkeypatch, airflow_hom
     from airflow.api_fastapi.core_api import security
     from fastapi.testclient import TestClient
 
+    from airflow_orchest_jobs import runfiles
     from airflow_orchest_jobs.runfiles import create_app
 
+    # The DAG run's existence in Airflow's database is checked for real in
+    # tests/views/test_run_files_attacks.py; here it is taken as given.
+    monkeypatch.setattr(runfiles, "existing_run", lambda session, dag_id, run_id: True)
     monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__STORE_DIR", str(tmp_path))
     _run_folder(tmp_path)
     app = create_app()

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import load_settings
 from ..core.errors import OrchestError
 from ..core.jobstate import JobStates
-from ..core.layout import StoreLayout
+from ..core.layout import StoreLayout, id_of
 from ..core.retention import folder_size, pipeline_runs
 from ..retire import retire
 
@@ -39,7 +39,8 @@ def run_show(args: argparse.Namespace) -> int:
     store = _store(args)
     dags = sorted({s.extra.get("dag_id", s.job_key.split("/")[0])
                    for s in JobStates(store).all()} |
-                  {p.name for p in StoreLayout(store).runs.glob("*") if p.is_dir()})
+                  {name for p in StoreLayout(store).runs.glob("*")
+                   if p.is_dir() and (name := id_of(p.name)) is not None})
     report = []
     for dag_id in args.dag_ids or dags:
         runs = pipeline_runs(store, dag_id)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import OrchestError
-from .layout import StoreLayout, safe_name
+from .layout import StoreLayout
 from .snapshot.fsops import write_atomically
 
 
@@ -37,10 +37,11 @@ class JobStates:
     """Frozen jobs under ``<store_dir>/jobs``."""
 
     def __init__(self, store_dir: Path):
-        self.root = StoreLayout(Path(store_dir)).jobs
+        self.layout = StoreLayout(Path(store_dir))
+        self.root = self.layout.jobs
 
     def _path(self, job_key: str) -> Path:
-        return self.root / f"{safe_name(job_key)}.json"
+        return self.layout.job_state(job_key)
 
     def get(self, job_key: str) -> FrozenJob | None:
         path = self._path(job_key)

@@ -8,19 +8,75 @@
       runs/<dag id>/<run id>/    one job run: runs.json, run-00003/{pipeline.json,project/}
       run-slots/<scope>/         leases of whole-run limits (RunSlots)
 
-Every worker must see the same store at the same path (see the README).
+Ids become names with ``safe_name``, which is injective (``x:1`` and ``x_1`` never share
+a folder) and never yields ``.``, ``..``, a ``/`` or a leading dot, so a name always
+stays one entry inside its parent. Every worker must see the same store at the same
+path (see the README).
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+#: Bytes kept as they are; every other byte (and a leading dot) becomes ``%XX``.
+_KEPT = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.")
+#: Longest name: room for suffixes (``.json``, ``.lock``, temporary files) under the
+#: usual 255-byte file-name limit.
+MAX_NAME = 200
+#: Separates a shortened name from the hash of the whole id. Escaping never yields it
+#: (``~`` is not kept), so a shortened name never equals an escaped one.
+HASH_MARK = "~"
+#: The name of the empty id: ``%`` alone, which escaping never yields either.
+EMPTY = "%"
+_HASH_CHARS = 32
+
 
 def safe_name(text: str) -> str:
-    """A file-name-safe, still readable rendering of a job key or run id."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:200]
+    """The file name of a job key or run id: injective, readable, one path entry.
+
+    UTF-8 bytes outside ``[A-Za-z0-9_.-]``, ``%`` included, and a leading dot are
+    written ``%XX`` (so ``..`` is ``%2E.``); names longer than ``MAX_NAME`` keep a
+    prefix and add ``~`` and 128 bits of the id's SHA-256.
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    if not data:
+        return EMPTY
+    name = "".join(chr(b) if b in _KEPT and (i or b != 0x2E) else f"%{b:02X}"
+                   for i, b in enumerate(data))
+    if len(name) <= MAX_NAME:
+        return name
+    prefix = name[:MAX_NAME - len(HASH_MARK) - _HASH_CHARS]
+    cut = prefix.rfind("%", len(prefix) - 2)
+    if cut >= 0:  # never half an escape
+        prefix = prefix[:cut]
+    return f"{prefix}{HASH_MARK}{hashlib.sha256(data).hexdigest()[:_HASH_CHARS]}"
+
+
+def id_of(name: str) -> str | None:
+    """The id ``safe_name`` made ``name`` from; None for a shortened or foreign name."""
+    if name == EMPTY:
+        return ""
+    if HASH_MARK in name:
+        return None
+    out = bytearray()
+    i = 0
+    while i < len(name):
+        char = name[i]
+        if char == "%":
+            try:
+                out.append(int(name[i + 1:i + 3], 16))
+            except ValueError:
+                return None
+            i += 3
+            continue
+        if len(char.encode()) != 1:
+            return None
+        out += char.encode()
+        i += 1
+    text = bytes(out).decode("utf-8", "surrogatepass")
+    return text if safe_name(text) == name else None
 
 
 def run_folder(run_root: Path, index: int) -> Path:
@@ -48,10 +104,19 @@ class StoreLayout:
     def run_slots(self) -> Path:
         return self.root / "run-slots"
 
+    @staticmethod
+    def job_run_names(dag_id: str, run_id: str) -> tuple[str, str]:
+        """The two entries under ``runs`` of one job run's folder (for ``openat`` walks)."""
+        return safe_name(dag_id), safe_name(run_id)
+
     def dag_runs(self, dag_id: str) -> Path:
         """Every job run folder of one DAG."""
         return self.runs / safe_name(dag_id)
 
     def job_run(self, dag_id: str, run_id: str) -> Path:
         """One job run's folder."""
-        return self.dag_runs(dag_id) / safe_name(run_id)
+        return self.runs.joinpath(*self.job_run_names(dag_id, run_id))
+
+    def job_state(self, job_key: str) -> Path:
+        """A frozen job's state file."""
+        return self.jobs / f"{safe_name(job_key)}.json"

@@ -14,6 +14,7 @@ POSTs must be JSON and same-origin (no cross-site form can trigger one).
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose
 # types are imported inside create_router.
+import re
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -34,6 +35,20 @@ from .rows import (
 from .states import RUN_STATES, step_state
 
 MAX_LIMIT = 500
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_QUOTED = r'"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\.)*"'
+_PARAMETER = re.compile(rf"[ \t]*{_TOKEN}=(?:{_TOKEN}|{_QUOTED})[ \t]*")
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """Whether a Content-Type header is exactly ``application/json`` (any case), with
+    optional well-formed parameters (RFC 9110), and nothing else."""
+    if not content_type:
+        return False
+    kind, *parameters = content_type.split(";")
+    if kind.strip(" \t").lower() != "application/json":
+        return False
+    return all(_PARAMETER.fullmatch(p) for p in parameters)
 
 
 def root_path() -> str:
@@ -287,7 +302,7 @@ def create_router():
 
     def same_origin(request: Request) -> None:
         """POSTs: JSON only, and from this origin (cookies are sent on same-site POSTs)."""
-        if "application/json" not in request.headers.get("content-type", ""):
+        if not is_json_media_type(request.headers.get("content-type")):
             raise HTTPException(415, "send the action as JSON (Content-Type: application/json)")
         origin = request.headers.get("origin")
         if origin and urlparse(origin).netloc != request.headers.get("host"):

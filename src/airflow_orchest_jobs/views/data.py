@@ -19,7 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.jobstate import JobStates, safe_name
+from ..core.jobstate import JobStates
+from ..core.layout import StoreLayout
 from ..core.naming import step_task_ids
 from ..core.plan import RUN_INDEX
 from .rows import GROUP, TaskRecord
@@ -73,7 +74,9 @@ _FILES = _FileCache()
 
 
 def run_root(store_dir: Path, dag_id: str, run_id: str) -> Path:
-    return store_dir / "runs" / safe_name(dag_id) / safe_name(run_id)
+    """The job run's folder (read for the run index and pipeline definitions, which
+    only planning writes; the files steps write are served by ``runfiles``)."""
+    return StoreLayout(store_dir).job_run(dag_id, run_id)
 
 
 def run_index(root: Path) -> list[dict[str, Any]]:
@@ -273,7 +276,7 @@ def snapshots(store_dir: Path) -> dict[str, Any]:
     """Every snapshot's header (id, created, files, bytes) by id: one line per manifest."""
     from ..core.snapshot.store import SnapshotStore
 
-    root = store_dir / "snapshots"
+    root = StoreLayout(store_dir).snapshots
     if not os.path.isdir(root):
         return {}
     try:

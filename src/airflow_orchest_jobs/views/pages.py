@@ -2,20 +2,22 @@
 
 ``/ui/jobs`` (the jobs overview, Airflow's navigation), ``/ui/dags/{dag_id}/runs/{run_id}``
 (the pipeline-run table, a tab of the DAG run page) and ``.../files/{path}`` (a run
-folder, read-only). Pages carry no data: the scripts fetch it from the API with the
-user's own session, and render it with ``textContent`` (never as HTML). A strict
-Content-Security-Policy allows only this app's own scripts and styles.
+folder, read-only, opened as the run-files app opens files: see ``runfiles``). Pages
+carry no data: the scripts fetch it from the API with the user's own session, and
+render it with ``textContent`` (never as HTML). A strict Content-Security-Policy
+allows only this app's own scripts and styles.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose
 # types are imported inside create_router.
 import html
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-from ..core.jobstate import safe_name
-from ..runfiles import URL_PREFIX, run_file_url
+from ..core import confined
+from ..runfiles import URL_PREFIX, existing_run, open_run_folder, run_file_url
 
 STATIC = Path(__file__).parent / "static"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -39,44 +41,41 @@ def shell(title: str, script: str, root: str, **data: str) -> str:
             f'<script src="{static}/{script}"></script></body></html>')
 
 
-def resolve_run_dir(store_dir: Path, dag_id: str, run_id: str, relative: str) -> Path | None:
-    """A folder inside the DAG run's folder, or None (missing, or outside it)."""
-    root = (store_dir / "runs" / safe_name(dag_id) / safe_name(run_id)).resolve()
-    target = Path(os.path.normpath(root / relative))
-    if target != root and root not in target.parents:
-        return None
-    real = target.resolve()
-    if not real.is_dir() or (real != root and root not in real.parents):
-        return None
-    return real
+#: Entries read from one folder, and shown (a step can make a folder of millions).
+SCAN_LIMIT = 20_000
+SHOW_LIMIT = 5_000
 
 
-def listing(store_dir: Path, dag_id: str, run_id: str, relative: str, root: str) -> str | None:
-    """A run folder as an HTML list: folders open here, files in the run-files app."""
-    folder = resolve_run_dir(store_dir, dag_id, run_id, relative)
-    if folder is None:
-        return None
-    base = (store_dir / "runs" / safe_name(dag_id) / safe_name(run_id)).resolve()
-    rel = "" if folder == base else folder.relative_to(base).as_posix() + "/"
+def listing(store_dir: Path, dag_id: str, run_id: str, names: Sequence[str], root: str) -> str:
+    """A run folder as an HTML list: folders open here, regular files in the run-files
+    app; links are listed, never followed or linked to. Refused when not a folder."""
+    fd = open_run_folder(store_dir, dag_id, run_id, names)
+    try:
+        entries = confined.list_folder(fd, SCAN_LIMIT)
+    finally:
+        os.close(fd)
+    rel = "".join(f"{name}/" for name in names)
     page = (f"{root}{URL_PREFIX}/ui/dags/{quote(dag_id, safe='')}/runs/"
             f"{quote(run_id, safe='')}/files/")
     items = []
-    if rel:
-        parent = rel.rstrip("/").rpartition("/")[0]
-        items.append(f'<li><a href="{html.escape(page + quote(parent + "/" if parent else ""))}">'
-                     "../</a></li>")
-    entries = sorted(os.scandir(folder), key=lambda e: (not e.is_dir(), e.name))
-    for entry in entries[:5000]:
-        name = entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "")
-        if entry.is_dir(follow_symlinks=False):
-            href = page + quote(rel + name)
-        elif entry.is_file(follow_symlinks=False):
+    if names:
+        parent = "".join(f"{name}/" for name in names[:-1])
+        items.append(f'<li><a href="{html.escape(page + quote(parent))}">../</a></li>')
+    entries.sort(key=lambda e: (e.kind != "folder", e.name))
+    for entry in entries[:SHOW_LIMIT]:
+        if entry.kind == "folder":
+            href = page + quote(rel + entry.name + "/")
+            items.append(f'<li><a href="{html.escape(href)}">{html.escape(entry.name)}/</a></li>')
+        elif entry.kind == "file":
             href = run_file_url(dag_id, run_id, rel + entry.name, root)
+            items.append(f'<li><a href="{html.escape(href)}">{html.escape(entry.name)}</a>'
+                         f' <span class=muted>{entry.size:,} B</span></li>')
         else:
-            items.append(f"<li>{html.escape(name)} <span class=muted>(link)</span></li>")
-            continue
-        size = "" if name.endswith("/") else f' <span class=muted>{entry.stat().st_size:,} B</span>'
-        items.append(f'<li><a href="{html.escape(href)}">{html.escape(name)}</a>{size}</li>')
+            what = "link, not followed" if entry.kind == "link" else "not a regular file"
+            items.append(f"<li>{html.escape(entry.name)} <span class=muted>({what})</span></li>")
+    if len(entries) > SHOW_LIMIT:
+        more = "more" if len(entries) < SCAN_LIMIT else "or more"
+        items.append(f"<li class=muted>{len(entries) - SHOW_LIMIT:,} {more} not shown</li>")
     title = f"{dag_id} · {run_id} · /{rel}"
     static = f"{root}{URL_PREFIX}/static"
     back = f"{root}{URL_PREFIX}/ui/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
@@ -91,6 +90,7 @@ def listing(store_dir: Path, dag_id: str, run_id: str, relative: str, root: str)
 def create_router():
     """The page routes; permission as the run-files app (the DAG's task logs)."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
     from fastapi import APIRouter, Depends, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
@@ -118,11 +118,21 @@ def create_router():
 
     @router.get("/ui/dags/{dag_id}/runs/{run_id}/files/{relative:path}",
                 response_class=HTMLResponse, dependencies=[read])
-    def files_page(dag_id: str, run_id: str, relative: str) -> HTMLResponse:
-        page = listing(load_settings().store_dir, dag_id, run_id, relative, root_path())
-        if page is None:
-            raise HTTPException(404, f"no folder {relative!r} in the run folder of {dag_id} "
-                                f"{run_id} (deleted by retention, or not written yet)")
+    def files_page(dag_id: str, run_id: str, relative: str,
+                   session: SessionDep) -> HTMLResponse:
+        missing = HTTPException(404, f"no folder {relative[:200]!r} in the run folder of "
+                                f"{dag_id[:250]} {run_id[:250]} (deleted by retention, or "
+                                "not written yet)")
+        try:
+            names = confined.components(relative, folder=True)
+        except confined.Refused:
+            raise missing from None
+        if not existing_run(session, dag_id, run_id):
+            raise missing
+        try:
+            page = listing(load_settings().store_dir, dag_id, run_id, names, root_path())
+        except confined.Refused:
+            raise missing from None
         return HTMLResponse(page, headers=HEADERS)
 
     @router.get("/static/{name}")
