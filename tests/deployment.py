@@ -33,6 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "secretpw"
 #: A second user with no role: no permission on any DAG (the job views' security tests).
 OUTSIDER, OUTSIDER_PASSWORD = "outsider", "outsiderpw"
+#: A third, a viewer denied the DAGs whose id contains DENIED by a per-DAG auth manager
+#: (tests/auth_manager.py; the run-files attack tests, tests/views/test_run_files_attacks.py).
+RESTRICTED, RESTRICTED_PASSWORD = "restricted", "restrictedpw"
+DENIED = "forbidden"
+AUTH_MANAGER = "tests.auth_manager.PerDagAuthManager"
 #: The deployment's ``[core] max_map_length`` (Airflow's default is 1024).
 MAX_MAP_LENGTH = 16
 #: Bounds (seconds): components up, a DAG parsed, a DAG run finished.
@@ -228,9 +233,13 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     base_url = f"http://127.0.0.1:{port}"
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({USER: PASSWORD, OUTSIDER: OUTSIDER_PASSWORD}))
+    passwords.write_text(json.dumps({USER: PASSWORD, OUTSIDER: OUTSIDER_PASSWORD,
+                                     RESTRICTED: RESTRICTED_PASSWORD}))
+    # The repository last on the path: the components load tests/auth_manager.py.
+    python_path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env.update({
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join([*python_path, str(REPO)]),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -240,9 +249,9 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         # Small mapped groups: a 40-run grid already crosses two group boundaries
         # (tests/airflow/test_big_grid.py), so CI tests the multi-group path in seconds.
         "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple."
-                                       "simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin,{OUTSIDER}:",
+        "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin,{OUTSIDER}:,"
+                                                    f"{RESTRICTED}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__API__HOST": "127.0.0.1",
