@@ -33,10 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "secretpw"
 #: A second user with no role: no permission on any DAG (the job views' security tests).
 OUTSIDER, OUTSIDER_PASSWORD = "outsider", "outsiderpw"
-#: A third, a viewer denied the DAGs whose id contains DENIED by a per-DAG auth manager
-#: (tests/auth_manager.py; the run-files attack tests, tests/views/test_run_files_attacks.py).
+#: A third, a viewer denied the DAGs whose whole id matches DENIED_PATTERN by a per-DAG
+#: auth manager (tests/auth_manager.py; tests/views/test_run_files_attacks.py).
 RESTRICTED, RESTRICTED_PASSWORD = "restricted", "restrictedpw"
 DENIED = "forbidden"
+DENIED_PATTERN = rf"orchest__[a-z0-9]*{DENIED}[a-z0-9]*__[a-z0-9_]+"
 AUTH_MANAGER = "tests.auth_manager.PerDagAuthManager"
 #: The deployment's ``[core] max_map_length`` (Airflow's default is 1024).
 MAX_MAP_LENGTH = 16

@@ -133,10 +133,12 @@ def bearers(deployment: Deployment) -> dict[str, str]:
             RESTRICTED: token(deployment.base_url, RESTRICTED, RESTRICTED_PASSWORD)}
 
 
-def leaked(body: bytes, planted: Planted, user: str) -> str | None:
-    """What a response must never carry, if it carries it."""
+def leaked(body: bytes, planted: Planted, user: str, status: int = 200) -> str | None:
+    """What a response must never carry, if it carries it (names of the Airflow home's
+    files only in a 200: a 404 names the path it was asked for)."""
     text = body.decode("utf-8", "replace")
-    for secret in (planted.leak, PASSWORD, RESTRICTED_PASSWORD, "sql_alchemy_conn"):
+    names = ("passwords.json", "airflow.db", "api-server.log") if status == 200 else ()
+    for secret in (planted.leak, PASSWORD, RESTRICTED_PASSWORD, "sql_alchemy_conn", *names):
         if secret in text:
             return secret
     if user == RESTRICTED and planted.forbidden_content in text:
@@ -167,7 +169,8 @@ def attack_paths(planted: Planted) -> list[str]:
                 url(odag, t, f"{t}/{t}/{t}/airflow.cfg"),                # the run id
                 url(odag, t, secret_file.split("/", 1)[1]),
                 url(odag, f"{t}%2f{t}%2f{t}", "airflow.cfg"),
-                url(t, t, f"{t}/{t}/airflow.cfg"),                       # the DAG id
+                url(t, t, "airflow.cfg"),                                # the DAG id
+                url(t, t, f"{t}/{t}/airflow.cfg"),
                 url(t, fdag, secret_file.split("/", 1)[1]),
                 url(f"{odag}%2f{t}%2f{fdag}", frun, "run-00000/project/out.txt"),
                 url(f"{t}%2f{fdag}", frun, "run-00000/project/out.txt"),
@@ -200,14 +203,18 @@ def test_traversal_in_every_segment_and_encoding_is_refused(deployment, planted,
             status, body = raw_get(deployment.base_url, path, bearers[user])
             answers[status] = answers.get(status, 0) + 1
             assert status in (400, 403, 404), (user, path[:300], status, body[:300])
-            assert leaked(body, planted, user) is None, (user, path[:300])
+            assert leaked(body, planted, user, status) is None, (user, path[:300])
     # A raw NUL in the request line, an over-long file name, an over-long DAG id.
     odag, orun = planted.open_dag, quote(planted.open_run, safe="")
     for path in (f"/orchest-jobs/runs/{odag}/{orun}/a\x00b".encode(),
                  f"/orchest-jobs/runs/{odag}/{orun}/{'n' * 256}",
                  f"/orchest-jobs/runs/{odag}/{orun}/{'d/' * 3000}x",
                  f"/orchest-jobs/runs/{'D' * 3000}/{orun}/run-00000/project/out.txt",
-                 f"/orchest-jobs/ui/dags/{odag}/runs/{orun}/files/{'n' * 256}/"):
+                 f"/orchest-jobs/ui/dags/{odag}/runs/{orun}/files/{'n' * 256}/",
+                 f"/orchest-jobs/static/{'s' * 300}", "/orchest-jobs/static/a%00b",
+                 "/orchest-jobs/static/..%2fpages.py", "/orchest-jobs/static/%2e%2e",
+                 f"/orchest-jobs/api/v1/dags/{odag}/dagRuns/{'r' * 3000}/pipelineRuns",
+                 f"/orchest-jobs/api/v1/dags/{odag}/dagRuns/a%00b/pipelineRuns"):
         status, body = raw_get(deployment.base_url, path, bearers[USER])
         assert status in (400, 404), (path[:100], status, body[:300])
     print(f"{len(paths) * 2} traversal requests: {answers}")
@@ -234,7 +241,7 @@ def test_fifos_and_links_are_listed_never_followed_or_served(deployment, planted
     for name in ("fifo", "cfg-link", "home-link/airflow.cfg", "home-link/passwords.json"):
         started = time.monotonic()
         status, body = raw_get(deployment.base_url, f"{base}/{name}", bearers[USER])
-        assert status == 404 and leaked(body, planted, USER) is None, (name, status)
+        assert status == 404 and leaked(body, planted, USER, status) is None, (name, status)
         assert time.monotonic() - started < 20, f"{name} kept the request waiting"
     files = f"/orchest-jobs/ui/dags/{planted.open_dag}/runs/{quote(planted.open_run)}/files/" \
             "run-00000/project/"
@@ -282,8 +289,7 @@ def test_a_link_race_leaks_nothing(deployment, planted, bearers):
         while time.monotonic() < deadline:
             for path in (f"{base}/race.txt", f"{base}/swap/airflow.cfg", listing):
                 status, body = raw_get(deployment.base_url, path, bearers[USER])
-                bad = leaked(body, planted, USER) or (
-                    "passwords.json" in body.decode("utf-8", "replace"))
+                bad = leaked(body, planted, USER, status)
                 with lock:
                     counts["leaks"] += bool(bad)
                     counts["served" if status == 200 else "refused"] += 1
@@ -321,24 +327,72 @@ SEGMENTS = st.sampled_from([
 ])
 
 
+DOTS = st.sampled_from(["..", "..", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "%252e%252e", "..%00",
+                        "%c0%ae%c0%ae"])
+SEPARATORS = st.sampled_from(["/"] * 6 + ["%2f", "%2F", "%5c", "\\", "%252f", "//"])
+
+
+def aimed_paths(planted: Planted) -> st.SearchStrategy[str]:
+    """Paths aimed at airflow.cfg or the forbidden DAG's file, spelled every way: each
+    ``..`` and each separator drawn from their encodings, one segment maybe dropped or
+    added (a straight URL to the forbidden file is among them: 403 for RESTRICTED)."""
+    odag, orun = planted.open_dag, quote(planted.open_run, safe="")
+    fdag, frun = planted.forbidden_dag, quote(planted.forbidden_run, safe="")
+    secret = [fdag, frun, "run-00000", "project", "out.txt"]
+    templates = [
+        ["runs", odag, orun, "..", "..", "..", "..", "airflow.cfg"],
+        ["runs", odag, orun, "..", "..", *secret],
+        ["runs", odag, "..", *secret],
+        ["runs", "..", "runs", *secret],
+        ["runs", "..", "..", "airflow.cfg"],
+        ["runs", "..", "..", "passwords.json"],
+        ["runs", odag, orun, "run-00000", "project", "home-link", "airflow.cfg"],
+        ["runs", odag, orun, "run-00000", "project", "cfg-link"],
+        ["ui", "dags", odag, "runs", orun, "files", "..", "..", "..", "..", ""],
+        ["ui", "dags", odag, "runs", "..", "files", fdag, frun, "run-00000", ""],
+        ["ui", "dags", "..", "runs", fdag, "files", frun, ""],
+        ["ui", "dags", "..", "runs", "..", "files", ""],
+        ["ui", "dags", odag, "runs", orun, "files", "run-00000", "project", "home-link", ""],
+    ]
+
+    @st.composite
+    def spelled(draw) -> str:
+        segments = list(draw(st.sampled_from(templates)))
+        edit = draw(st.integers(0, 3))
+        where = draw(st.integers(1, len(segments) - 1))
+        if edit == 1:
+            del segments[where]
+        elif edit == 2:
+            segments.insert(where, "..")
+        segments = [draw(DOTS) if s == ".." else s for s in segments]
+        path = "/orchest-jobs/" + segments[0]
+        for segment in segments[1:]:
+            path += draw(SEPARATORS) + segment
+        return path
+
+    return spelled()
+
+
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_fuzz_the_run_files_url_space(deployment, planted, bearers, data):
     """Never a 500, never anything from outside the run folder, never the forbidden DAG's
-    files for RESTRICTED: over DAG id, run id and path segments drawn from the pieces
-    attacks are made of (real ids included, so some URLs do reach files)."""
+    files for RESTRICTED: half the URLs aimed (``aimed_paths``), half drawn freely over
+    DAG id, run id and path segments from the pieces attacks are made of."""
     ids = st.sampled_from([planted.open_dag, planted.forbidden_dag,
                            quote(planted.open_run, safe=""),
                            quote(planted.forbidden_run, safe="")])
     piece = st.one_of(ids, SEGMENTS)
-    dag = data.draw(st.lists(piece, min_size=1, max_size=2).map("%2f".join))
-    run = data.draw(st.lists(piece, min_size=1, max_size=2).map("%2f".join))
-    rest = data.draw(st.lists(piece, min_size=0, max_size=6).map("/".join))
-    listing = data.draw(st.booleans())
+    if data.draw(st.booleans()):
+        path = data.draw(aimed_paths(planted))
+    else:
+        dag = data.draw(st.lists(piece, min_size=1, max_size=3).map("%2f".join))
+        run = data.draw(st.lists(piece, min_size=1, max_size=3).map("%2f".join))
+        rest = data.draw(st.lists(piece, min_size=0, max_size=6).map("/".join))
+        path = (f"/orchest-jobs/ui/dags/{dag}/runs/{run}/files/{rest}"
+                if data.draw(st.booleans()) else f"/orchest-jobs/runs/{dag}/{run}/{rest}")
     user = data.draw(st.sampled_from([USER, RESTRICTED]))
-    path = (f"/orchest-jobs/ui/dags/{dag}/runs/{run}/files/{rest}" if listing
-            else f"/orchest-jobs/runs/{dag}/{run}/{rest}")
     status, body = raw_get(deployment.base_url, path, bearers[user])
     assert status < 500, (path, status, body[:300])
-    assert leaked(body, planted, user) is None, (user, path)
+    assert leaked(body, planted, user, status) is None, (user, path, status)

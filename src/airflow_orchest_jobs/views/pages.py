@@ -137,8 +137,12 @@ def create_router():
 
     @router.get("/static/{name}")
     def static(name: str) -> FileResponse:
-        path = STATIC / name
-        if "/" in name or name.startswith(".") or not path.is_file():
+        try:
+            path = STATIC / confined.check_name(name)
+            found = not name.startswith(".") and path.is_file()
+        except (confined.Refused, OSError, ValueError):  # NUL, over-long names
+            found = False
+        if not found:
             raise HTTPException(404, "no such file")
         kind = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
         return FileResponse(path, media_type=kind.get(path.suffix, "application/octet-stream"),
