@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_orchest_jobs.core.layout import safe_name
 from airflow_orchest_jobs.core.project import project_uuid
 from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.factory import build_dags
@@ -164,8 +165,7 @@ def test_retention_keeps_the_newest_finished_runs(env, docker_client):
     assert task_states(runs[1])["finalize"] == "success"
     # 4 pipeline runs happened; the 2 of the first DAG run were deleted, with its job:
     folders = sorted((env.store_dir / "runs" / dag.dag_id).glob("*/run-*"))
-    assert [f.parent.name for f in folders] == [runs[1].run_id.replace(":", "_")
-                                                .replace("+", "_")] * 2
+    assert [f.parent.name for f in folders] == [safe_name(runs[1].run_id)] * 2
     states = [json.loads(p.read_text())["job_key"]
               for p in (env.store_dir / "jobs").glob("*.json")]
     assert states == [f"{dag.dag_id}/{runs[1].run_id}"]
