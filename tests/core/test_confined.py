@@ -136,7 +136,7 @@ def test_a_file_and_a_folder_swapped_for_links_while_read_never_leak(tree):
     assert swaps > 100 and served > 0 and refused > 0, (swaps, served, refused)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.sampled_from(["..", ".", "", "d", "f.txt", "file-link", "dir-link",
                                  "airflow.cfg", "outside", "fifo", "%2e%2e", "\\.."]),
                 min_size=1, max_size=5))

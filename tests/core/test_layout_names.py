@@ -17,14 +17,14 @@ def plain_entry(name: str) -> bool:
             and "\0" not in name and len(name.encode()) <= MAX_NAME)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=2000, deadline=None, database=None)
 @given(IDS, IDS)
 def test_names_are_injective(a, b):
     if a != b:
         assert safe_name(a) != safe_name(b)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=2000, deadline=None, database=None)
 @given(IDS)
 def test_a_name_is_one_plain_entry_and_gives_its_id_back(text):
     name = safe_name(text)
