@@ -16,6 +16,8 @@ from .jsonfile import read_json
 from .model import Pipeline
 from .project import JOB_SUFFIX, parameters_file_for
 from .schedule import Schedule, parse_schedule
+from .textcheck import path_problem
+from .variables import value_problems
 
 
 class SnapshotMode(str, enum.Enum):
@@ -101,6 +103,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
                 parameters = load_parameters(default, pipeline)
             except OrchestError as exc:
                 problems.extend(exc.problems)
+    problems.extend(value_problems(doc.get("env_variables", {}), file, "env_variables."))
     runs = doc.get("runs")
     if not problems:
         try:
@@ -128,6 +131,9 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
 
 def _inside_project(job_path: Path, field_name: str, value: str, project_dir: Path) -> Path:
     """Resolve a project-relative path from a job file; refuse one that leaves the project."""
+    bad_text = path_problem(value)
+    if bad_text:
+        raise OrchestError.single(job_path, field_name, f"{value!r} {bad_text}")
     if os.path.isabs(value):
         raise OrchestError.single(job_path, field_name, f"{value!r} is absolute; give a path "
                                   "relative to the project folder")

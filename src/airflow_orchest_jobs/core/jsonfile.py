@@ -8,6 +8,59 @@ from typing import Any
 
 from .errors import OrchestError
 
+#: Lists and objects inside each other, at most. Real documents nest a few levels (a
+#: parameter value a few more); every later step (schema checks, copies, Airflow's
+#: serialization of the trigger form) recurses per level, and Python's stack is finite.
+MAX_DEPTH = 64
+
+
+def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """How deep lists and objects nest in ``value``, counted without recursion; stops
+    counting past ``limit`` (returns ``limit + 1``)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return deepest
+
+
+def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON ``text`` may nest deeper than ``limit``: False when it does not
+    even have that many brackets (the usual case, decided without parsing)."""
+    return text.count("[") + text.count("{") > limit
+
+
+def loads_bounded(text: str, source: str, where: str = "") -> Any:
+    """``json.loads`` that refuses documents nested deeper than :data:`MAX_DEPTH`.
+
+    Raises :class:`OrchestError` (malformed or too deep), never ``RecursionError``.
+    """
+    deep = OrchestError.single(source, where, f"lists and objects are nested more than "
+                               f"{MAX_DEPTH} levels deep; flatten the document")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise deep from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # e.g. a number longer than Python converts (4,300 digits)
+        raise OrchestError.single(source, where, f"cannot be read as JSON ({exc}); fix "
+                                  "the value") from None
+    if too_deep(text) and nesting_depth(value) > MAX_DEPTH:
+        raise deep
+    return value
+
 
 def read_json(path: Path, what: str = "file") -> Any:
     try:
@@ -20,8 +73,14 @@ def read_json(path: Path, what: str = "file") -> Any:
         raise OrchestError.single(path, "", "cannot be read (permission denied)") from None
     except UnicodeDecodeError:
         raise OrchestError.single(path, "", "is not UTF-8 text; save it as UTF-8 JSON") from None
+    except OSError as exc:
+        raise OrchestError.single(path, "", f"cannot be read ({exc.strerror or exc}); "
+                                  f"make it a readable {what}") from None
+    except ValueError:  # a NUL in the path: the system call never happens
+        raise OrchestError.single(path, "", "the path contains a NUL character; rename "
+                                  "it") from None
     try:
-        return json.loads(text)
+        return loads_bounded(text, str(path))
     except json.JSONDecodeError as exc:
         raise OrchestError.single(
             path, f"line {exc.lineno} column {exc.colno}",

@@ -19,6 +19,7 @@ from .jsonfile import read_json
 from .migrate import migrate
 from .model import DATA_DIR, Pipeline, PipelineSettings, Step
 from .services import service_problems
+from .textcheck import env_value_problem, path_problem
 
 
 def load_pipeline(
@@ -112,6 +113,11 @@ def check_pipeline(
                 problems.append(Problem(file, f"{where}.incoming_connections",
                                         f"step {parent!r} does not exist in this pipeline; "
                                         "remove the connection or add the step"))
+        for part in ("environment", "image"):
+            value = getattr(step, part)
+            bad_text = path_problem(value) if isinstance(value, str) else None
+            if bad_text:  # names an image and folders: same characters as a path
+                problems.append(Problem(file, f"{where}.{part}", f"{value!r} {bad_text}"))
         if step.environment is None and step.image is None:
             problems.append(Problem(file, f"{where}.environment",
                                     "missing; name the environment uuid the step runs in"))
@@ -139,6 +145,24 @@ def check_pipeline(
         problems.append(Problem(file, "steps", f"connections form a cycle: {names}; "
                                 "remove one of these connections"))
     problems.extend(service_problems(file, pipeline.services))  # those that run in jobs
+    problems.extend(_service_text_problems(file, pipeline.services))
+    return problems
+
+
+def _service_text_problems(file: str, services) -> list[Problem]:
+    """A service's environment values, command and args reach its container as C strings."""
+    problems = []
+    for key, service in services.items() if isinstance(services, dict) else ():
+        if not isinstance(service, dict):
+            continue
+        env = service.get("env_variables")
+        texts = [(f"env_variables.{name}", value) for name, value in env.items()] \
+            if isinstance(env, dict) else []
+        texts += [(part, service.get(part)) for part in ("command", "args")]
+        for where, value in texts:
+            problem = env_value_problem(value) if isinstance(value, str) else None
+            if problem:
+                problems.append(Problem(file, f"services.{key}.{where}", problem))
     return problems
 
 
@@ -158,6 +182,9 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
                      check_files: bool, resolve: _FolderResolver) -> Problem | None:
     file, where = str(pipeline.path), f"steps.{step.uuid}.file_path"
     raw = step.file_path
+    bad_text = path_problem(raw)
+    if bad_text:
+        return Problem(file, where, f"{raw!r} {bad_text}")
     if raw.startswith("/"):
         normal = posixpath.normpath(raw)
         if not normal.startswith(DATA_DIR + "/"):

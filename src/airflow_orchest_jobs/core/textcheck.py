@@ -1,0 +1,42 @@
+"""Characters a value cannot carry where it goes: a file path, a container's environment.
+
+Checked when a file is loaded, so the one-line problem names the file and the field,
+instead of a ``ValueError: embedded null byte`` from the first system call that meets it.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: A path is handed to system calls (no NUL) and shown in logs and the UI, one line.
+_PATH_BAD = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+#: An environment variable is a C string (no NUL) in UTF-8 (no lone surrogate).
+_ENV_BAD = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _describe(char: str, position: int) -> str:
+    if char == "\x00":
+        name = "a NUL character"
+    elif "\ud800" <= char <= "\udfff":
+        name = f"a lone surrogate (\\u{ord(char):04x})"
+    else:
+        name = f"a control character (\\x{ord(char):02x})"
+    return f"{name} at position {position}"
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a path, or None."""
+    found = _PATH_BAD.search(text)
+    if found is None:
+        return None
+    return (f"contains {_describe(found.group(), found.start())}; a path cannot hold NUL, "
+            "control characters or invalid Unicode, rename the file and fix the path")
+
+
+def env_value_problem(text: str) -> str | None:
+    """Why ``text`` cannot be an environment variable's value, or None."""
+    found = _ENV_BAD.search(text)
+    if found is None:
+        return None
+    return (f"contains {_describe(found.group(), found.start())}, which a container's "
+            "environment cannot carry; remove it from the value")
