@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +64,21 @@ def loads_bounded(text: str, source: str, where: str = "") -> Any:
     return value
 
 
+def _read_regular(path: Path) -> str:
+    """A regular file's text; a fifo or device is refused, never waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OrchestError.single(path, "", "is not a regular file (a fifo, socket or "
+                                      "device); replace it with a JSON file")
+        return handle.read().decode("utf-8")
+
+
 def read_json(path: Path, what: str = "file") -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular(path)
     except FileNotFoundError:
         raise OrchestError.single(path, "", f"{what} not found") from None
     except IsADirectoryError:

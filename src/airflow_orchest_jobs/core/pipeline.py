@@ -113,12 +113,17 @@ def check_pipeline(
                 problems.append(Problem(file, f"{where}.incoming_connections",
                                         f"step {parent!r} does not exist in this pipeline; "
                                         "remove the connection or add the step"))
-        for part in ("environment", "image"):
+        bad_name = False
+        for part, fix in (("environment", "use the environment's uuid"),
+                          ("image", "name a Docker image")):
             value = getattr(step, part)
-            bad_text = path_problem(value) if isinstance(value, str) else None
+            bad_text = path_problem(value, "a name", fix) if isinstance(value, str) else None
             if bad_text:  # names an image and folders: same characters as a path
                 problems.append(Problem(file, f"{where}.{part}", f"{value!r} {bad_text}"))
-        if step.environment is None and step.image is None:
+                bad_name = True
+        if bad_name:
+            pass
+        elif step.environment is None and step.image is None:
             problems.append(Problem(file, f"{where}.environment",
                                     "missing; name the environment uuid the step runs in"))
         elif step.environment is not None and environments is not None \

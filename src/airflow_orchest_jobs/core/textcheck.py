@@ -24,13 +24,14 @@ def _describe(char: str, position: int) -> str:
     return f"{name} at position {position}"
 
 
-def path_problem(text: str) -> str | None:
-    """Why ``text`` cannot be a path, or None."""
+def path_problem(text: str, what: str = "a path",
+                 fix: str = "rename the file and fix the path") -> str | None:
+    """Why ``text`` cannot be a path (or a name used as one), or None."""
     found = _PATH_BAD.search(text)
     if found is None:
         return None
-    return (f"contains {_describe(found.group(), found.start())}; a path cannot hold NUL, "
-            "control characters or invalid Unicode, rename the file and fix the path")
+    return (f"contains {_describe(found.group(), found.start())}; {what} cannot hold NUL, "
+            f"control characters or invalid Unicode, {fix}")
 
 
 def env_value_problem(text: str) -> str | None:
