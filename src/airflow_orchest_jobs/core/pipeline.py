@@ -264,17 +264,25 @@ def find_cycle(pipeline: Pipeline) -> list[str] | None:
 
 
 def topological_order(pipeline: Pipeline) -> list[str]:
-    """Step uuids, parents before children, ties in file order (assumes no cycle)."""
+    """Step uuids, parents before children, ties in file order (assumes no cycle).
+
+    Without recursion: a chain of thousands of steps written child first is still a list.
+    """
     done: dict[str, None] = {}
-
-    def visit(key: str) -> None:
-        if key in done:
-            return
-        for parent in pipeline.steps[key].incoming:
-            if parent in pipeline.steps:
-                visit(parent)
-        done[key] = None
-
-    for key in pipeline.steps:
-        visit(key)
+    for root in pipeline.steps:
+        if root in done:
+            continue
+        stack = [(root, iter(pipeline.steps[root].incoming))]
+        visiting = {root}  # a cycle (never validated in) ends instead of looping
+        while stack:
+            key, parents = stack[-1]
+            parent = next((p for p in parents if p in pipeline.steps and p not in done
+                           and p not in visiting), None)
+            if parent is None:
+                done[key] = None
+                visiting.discard(key)
+                stack.pop()
+            else:
+                visiting.add(parent)
+                stack.append((parent, iter(pipeline.steps[parent].incoming)))
     return list(done)
