@@ -17,7 +17,7 @@ import pytest
 
 from airflow_orchest_jobs.cli import main
 from airflow_orchest_jobs.core import jsonfile
-from airflow_orchest_jobs.core.errors import OrchestError, Problem
+from airflow_orchest_jobs.core.errors import OrchestError, Problem, one_line
 from airflow_orchest_jobs.core.scan import scan_projects
 from airflow_orchest_jobs.core.variables import parse_level
 from tests.orchest_factory import pipeline_doc, step, write_project
@@ -55,6 +55,14 @@ def _job(job: dict | str, parameters: str | None = None):
         (root / "nightly.job.json").write_text(job if isinstance(job, str) else json.dumps(job))
         if parameters is not None:
             (root / "grid.json").write_text(parameters)
+    return build
+
+
+def _renamed(name: bytes):
+    """A project whose pipeline file has the (not UTF-8) ``name``."""
+    def build(root: Path) -> None:
+        write_project(root, pipeline_doc([step("s1", "a.py")]))
+        os.rename(root / "main.orchest", os.fsencode(root) + b"/" + name)
     return build
 
 
@@ -111,6 +119,15 @@ CASES = [
          "nightly.job.json", ["parameters", "NUL character"]),
     Case("nul-in-service-env", _doc(_service_env("pw\x00")), "main.orchest",
          ["services.db.env_variables.PASSWORD", "NUL", "cannot carry"]),
+    Case("nul-in-pipeline-name", _doc(lambda d: d.update(name="n\x00")), "main.orchest",
+         ["name: contains a NUL character", "text shown in Airflow", "remove it"]),
+    Case("surrogate-in-step-title", _pipeline(json.dumps(pipeline_doc(
+        [step("s1", "a.py", title="t")])).replace('"title": "t"', '"title": "\\udfff"')),
+         "main.orchest", ["steps.s1.title: contains a lone surrogate (\\udfff)"]),
+    Case("nul-in-job-description", _job({"pipeline": "main.orchest", "description": "\x00"}),
+         "nightly.job.json", ["description: contains a NUL character"]),
+    Case("latin1-pipeline-name", _renamed(b"caf\xe9.orchest"), "caf\udce9.orchest",
+         ["its name contains a byte that is not UTF-8 (0xe9) at position 3", "rename it"]),
 ]
 
 
@@ -128,7 +145,7 @@ def test_poisonous_input_gives_one_line_and_keeps_other_projects(case: Case, tmp
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     line = lines[0]
-    assert line.startswith(f"{projects / 'poisoned' / case.file}: "), line
+    assert line.startswith(one_line(f"{projects / 'poisoned' / case.file}: ")), line
     position = 0
     for fragment in case.expected:
         found = line.find(fragment, position)
@@ -200,3 +217,14 @@ def test_an_unexpected_exception_is_the_files_one_line(tmp_path: Path, monkeypat
 
 def test_a_problem_is_always_one_line() -> None:
     assert str(Problem("f\nx", "w\r", "m\x00\ud800")) == "f\\nx: w\\r: m\\x00\\ud800"
+
+
+def test_a_project_folder_not_named_in_utf8_is_its_one_line(tmp_path: Path) -> None:
+    write_project(tmp_path / "good", pipeline_doc([step("s1", "a.py")]))
+    write_project(tmp_path / "x", pipeline_doc([step("s1", "a.py")]))
+    os.rename(tmp_path / "x", os.fsencode(tmp_path) + b"/caf\xe9")
+    scan = scan_projects(tmp_path)
+    assert [p.project.name for p in scan.pipelines] == ["good"]
+    assert [str(p) for p in scan.all_problems] == [
+        f"{tmp_path}/caf\\udce9: its name contains a byte that is not UTF-8 (0xe9) at "
+        "position 3; rename it to UTF-8 text without control characters"]

@@ -16,7 +16,7 @@ from .jsonfile import read_json
 from .model import Pipeline
 from .project import JOB_SUFFIX, parameters_file_for
 from .schedule import Schedule, parse_schedule
-from .textcheck import path_problem
+from .textcheck import name_problem, path_problem, shown_text_problem
 from .variables import value_problems
 
 
@@ -60,8 +60,14 @@ def job_name(path: Path) -> str:
 
 def read_job_file(path: Path, project_dir: Path) -> tuple[dict, Path]:
     """Schema-check a job file; returns the document and the pipeline path it names."""
+    bad_name = name_problem(os.path.relpath(path, project_dir))
+    if bad_name:
+        raise OrchestError.single(path, "", bad_name)
     doc = read_json(path, "job file")
     problems = schema.check("job", doc, str(path))
+    if not problems and isinstance(doc.get("description"), str):
+        bad_text = shown_text_problem(doc["description"])
+        problems = [Problem(str(path), "description", bad_text)] if bad_text else []
     if problems:
         raise OrchestError(problems)
     pipeline_path = _inside_project(path, "pipeline", doc["pipeline"], project_dir)

@@ -19,7 +19,7 @@ from .jsonfile import read_json
 from .migrate import migrate
 from .model import DATA_DIR, Pipeline, PipelineSettings, Step
 from .services import service_problems
-from .textcheck import env_value_problem, path_problem
+from .textcheck import env_value_problem, name_problem, path_problem, shown_text_problem
 
 
 def load_pipeline(
@@ -37,6 +37,9 @@ def load_pipeline(
     """
     path = Path(os.path.abspath(path))
     project_dir = Path(os.path.abspath(project_dir))
+    bad_name = name_problem(os.path.relpath(path, project_dir))
+    if bad_name:
+        raise OrchestError.single(path, "", bad_name)
     raw = read_json(path, "pipeline file")
     file = str(path)
     problems = schema.check("pipeline", raw, file)
@@ -103,6 +106,12 @@ def check_pipeline(
     problems: list[Problem] = []
     notebooks: dict[str, str] = {}
     resolve = _FolderResolver()
+    shown = [("name", pipeline.name)] + [(f"steps.{key}.title", step.title)
+                                         for key, step in pipeline.steps.items()]
+    for where, text in shown:
+        bad_text = shown_text_problem(text) if isinstance(text, str) else None
+        if bad_text:
+            problems.append(Problem(file, where, bad_text))
     for key, step in pipeline.steps.items():
         where = f"steps.{key}"
         if step.uuid != key:

@@ -19,6 +19,7 @@ from .job import JobSpec, load_job, read_job_file
 from .model import Pipeline
 from .pipeline import load_pipeline
 from .project import Project, discover_projects, parameters_file_for
+from .textcheck import name_problem
 
 log = logging.getLogger("airflow_orchest_jobs.scan")
 
@@ -87,6 +88,9 @@ def scan_project(project: Project, environment_images: Mapping[str, str] | None 
 
 def _scan_project(project: Project, environment_images: Mapping[str, str],
                   data_dir: Path | None, scan: Scan) -> None:
+    bad_name = name_problem(project.name)
+    if bad_name:
+        raise OrchestError.single(project.path, "", bad_name)
     try:
         environments = known_environments(project, environment_images)
     except Exception as exc:  # one file's boundary

@@ -41,3 +41,25 @@ def env_value_problem(text: str) -> str | None:
         return None
     return (f"contains {_describe(found.group(), found.start())}, which a container's "
             "environment cannot carry; remove it from the value")
+
+
+def shown_text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be shown in Airflow (a DAG's name, description, a task's
+    title: stored and served as UTF-8 text), or None."""
+    found = _ENV_BAD.search(text)
+    if found is None:
+        return None
+    return (f"contains {_describe(found.group(), found.start())}; text shown in Airflow "
+            "cannot carry NUL or invalid Unicode, remove it")
+
+
+def name_problem(path: str) -> str | None:
+    """Why a file or folder name cannot become a DAG (it is shown, and must be text)."""
+    found = _PATH_BAD.search(path)
+    if found is None:
+        return None
+    char = found.group()
+    what = (f"a byte that is not UTF-8 (0x{ord(char) - 0xDC00:02x}) at position "
+            f"{found.start()}" if "\udc80" <= char <= "\udcff"
+            else _describe(char, found.start()))
+    return f"its name contains {what}; rename it to UTF-8 text without control characters"
