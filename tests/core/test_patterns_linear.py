@@ -118,3 +118,23 @@ def test_random_globs_select_what_git_tracks(tmp_path_factory, lines, paths) -> 
                 continue  # a name used as both a file and a folder: keep the first
             write(tree, path)
     assert selected(ours) == git_files(theirs), lines
+
+
+def test_python_310_form_matches_the_same(monkeypatch) -> None:
+    """Python 3.10 has no ``(?>...)``: the lookahead form gives the same answers, fast."""
+    import random
+    import types
+
+    rnd = random.Random(3)
+    lines = ["".join(rnd.choice(["a", "b", "*", "?", "/", "**", "[ab]", "!"])
+                     for _ in range(rnd.randint(1, 7))) for _ in range(300)]
+    modern = [Rules([line]) for line in lines]
+    monkeypatch.setattr(patterns, "sys", types.SimpleNamespace(version_info=(3, 10)))
+    older = [Rules([line]) for line in lines]
+    assert not any("(?>" in rules._any.pattern for rules in older if rules)
+    for new, old in zip(modern, older, strict=True):
+        for _ in range(10):
+            path = "/".join("".join(rnd.choice("ab") for _ in range(rnd.randint(1, 4)))
+                            for _ in range(rnd.randint(1, 3)))
+            assert new.match(path, False) == old.match(path, False)
+    assert Rules(PATHOLOGICAL).match("a" * 4096, False) is None
