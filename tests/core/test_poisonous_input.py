@@ -228,3 +228,13 @@ def test_a_project_folder_not_named_in_utf8_is_its_one_line(tmp_path: Path) -> N
     assert [str(p) for p in scan.all_problems] == [
         f"{tmp_path}/caf\\udce9: its name contains a byte that is not UTF-8 (0xe9) at "
         "position 3; rename it to UTF-8 text without control characters"]
+
+
+def test_nul_in_a_trigger_confs_variable_is_refused_before_any_container() -> None:
+    from airflow_orchest_jobs.core.request import resolve_request
+
+    with pytest.raises(OrchestError) as error:
+        resolve_request(None, {"env_variables": {"TOKEN": "x\x00"}}, default_parameters={})
+    assert str(error.value) == (
+        "trigger conf: env_variables.TOKEN: the value of TOKEN contains a NUL character at "
+        "position 1, which a container's environment cannot carry; remove it from the value")
