@@ -122,16 +122,10 @@ def check_pipeline(
                 problems.append(Problem(file, f"{where}.incoming_connections",
                                         f"step {parent!r} does not exist in this pipeline; "
                                         "remove the connection or add the step"))
-        bad_name = False
-        for part, fix in (("environment", "use the environment's uuid"),
-                          ("image", "name a Docker image")):
-            value = getattr(step, part)
-            bad_text = path_problem(value, "a name", fix) if isinstance(value, str) else None
-            if bad_text:  # names an image and folders: same characters as a path
-                problems.append(Problem(file, f"{where}.{part}", f"{value!r} {bad_text}"))
-                bad_name = True
-        if bad_name:
-            pass
+        bad_names = _name_problems(file, where, step)
+        problems.extend(bad_names)
+        if bad_names:
+            pass  # an unknown environment would say the same again
         elif step.environment is None and step.image is None:
             problems.append(Problem(file, f"{where}.environment",
                                     "missing; name the environment uuid the step runs in"))
@@ -177,6 +171,18 @@ def _service_text_problems(file: str, services) -> list[Problem]:
             problem = env_value_problem(value) if isinstance(value, str) else None
             if problem:
                 problems.append(Problem(file, f"services.{key}.{where}", problem))
+    return problems
+
+
+def _name_problems(file: str, where: str, step: Step) -> list[Problem]:
+    """An environment uuid or image names folders and images: a path's characters."""
+    problems = []
+    for part, fix in (("environment", "use the environment's uuid"),
+                      ("image", "name a Docker image")):
+        value = getattr(step, part)
+        bad_text = path_problem(value, "a name", fix) if isinstance(value, str) else None
+        if bad_text:
+            problems.append(Problem(file, f"{where}.{part}", f"{value!r} {bad_text}"))
     return problems
 
 
