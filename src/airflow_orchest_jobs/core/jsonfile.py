@@ -17,24 +17,20 @@ MAX_DEPTH = 64
 
 
 def nesting_depth(value: Any, limit: int = MAX_DEPTH) -> int:
-    """How deep lists and objects nest in ``value``, counted without recursion; stops
+    """How deep lists and objects nest in ``value``, level by level (no recursion); stops
     counting past ``limit`` (returns ``limit + 1``)."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
-    return deepest
+    level = [value] if type(value) in (dict, list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        deeper: list[Any] = []
+        for node in level:
+            deeper += [child for child in (node.values() if type(node) is dict else node)
+                       if type(child) is dict or type(child) is list]
+        level = deeper
+    return depth
 
 
 def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
