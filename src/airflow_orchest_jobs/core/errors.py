@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 #: Characters a line of text must not carry raw (a problem is always one line).
 _CONTROL = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]}
 _CONTROL.update({0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 #: How much of an unexpected exception's message a problem line keeps.
 _UNEXPECTED_CHARS = 300
 
@@ -18,7 +20,7 @@ def one_line(text: str) -> str:
     """``text`` with control characters escaped and lone surrogates replaced."""
     text = text.translate(_CONTROL)
     return text.encode("utf-8", "backslashreplace").decode("utf-8") \
-        if any(0xD800 <= ord(c) <= 0xDFFF for c in text) else text
+        if _SURROGATE.search(text) else text
 
 
 @dataclass(frozen=True)

@@ -44,19 +44,21 @@ def loads_bounded(text: str, source: str, where: str = "") -> Any:
 
     Raises :class:`OrchestError` (malformed or too deep), never ``RecursionError``.
     """
-    deep = OrchestError.single(source, where, f"lists and objects are nested more than "
-                               f"{MAX_DEPTH} levels deep; flatten the document")
+    def deep() -> OrchestError:
+        return OrchestError.single(source, where, f"lists and objects are nested more than "
+                                   f"{MAX_DEPTH} levels deep; flatten the document")
+
     try:
         value = json.loads(text)
     except RecursionError:
-        raise deep from None
+        raise deep() from None
     except json.JSONDecodeError:
         raise
     except ValueError as exc:  # e.g. a number longer than Python converts (4,300 digits)
         raise OrchestError.single(source, where, f"cannot be read as JSON ({exc}); fix "
                                   "the value") from None
     if too_deep(text) and nesting_depth(value) > MAX_DEPTH:
-        raise deep
+        raise deep()
     return value
 
 
