@@ -238,3 +238,5 @@ def test_nul_in_a_trigger_confs_variable_is_refused_before_any_container() -> No
     assert str(error.value) == (
         "trigger conf: env_variables.TOKEN: the value of TOKEN contains a NUL character at "
         "position 1, which a container's environment cannot carry; remove it from the value")
+    with pytest.raises(OrchestError, match="nested more than 64 levels deep; flatten the conf"):
+        resolve_request(None, {"parameters": json.loads(_nested(65))}, default_parameters={})

@@ -15,6 +15,7 @@ from typing import Any
 from . import schema
 from .errors import OrchestError
 from .grid import DEFAULT_MAX_RUNS, Grid, ParameterSpace, check_space, merge
+from .jsonfile import MAX_DEPTH, nesting_depth
 from .model import Pipeline
 from .variables import value_problems
 
@@ -42,6 +43,9 @@ def resolve_request(
     source: str = "trigger conf",
 ) -> RunRequest:
     conf = dict(conf or {})
+    if nesting_depth(conf) > MAX_DEPTH:  # copies and JSON writes recurse per level
+        raise OrchestError.single(source, "", f"lists and objects are nested more than "
+                                  f"{MAX_DEPTH} levels deep; flatten the conf")
     problems = schema.check("conf", conf, source)
     if not problems and "parameters" in conf:
         problems = check_space(conf["parameters"], pipeline, source, ("parameters",))
