@@ -137,6 +137,18 @@ def unhonoured_fields(scan: Scan) -> list[str]:
 
 
 def run_grid(args: argparse.Namespace) -> int:
+    """Never a traceback either: an unforeseen exception is the pipeline's one line."""
+    try:
+        return _grid(args)
+    except OrchestError:
+        raise  # the CLI prints its lines
+    except Exception as exc:  # the command's boundary: contain anything
+        for problem in problems_of(args.pipeline, exc, log):
+            print(problem, file=sys.stderr)
+        return 1
+
+
+def _grid(args: argparse.Namespace) -> int:
     pipeline_path = args.pipeline.resolve()
     pipeline = load_pipeline(pipeline_path, project_root(pipeline_path), check_files=False)
     params_file = args.parameters or parameters_file_for(pipeline_path)
