@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .core.errors import OrchestError, Problem, one_line, problems_of
+from .core.errors import Problem, one_line, problems_of
 from .core.grid import Grid
 from .core.job import DagKind
 from .core.jobdef import JobDefinition, job_definitions
@@ -59,9 +59,10 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
                              settings.data_dir if settings.data_dir.is_dir() else None)
-    except OrchestError as exc:
+    except Exception as exc:  # the projects folder itself (each project is contained)
+        problems = problems_of(settings.projects_dir, exc, log)
         return {d.dag_id: d for d in [_invalid_dag("orchest_invalid__projects_dir",
-                                                   exc.problems, settings.projects_dir)]}
+                                                   problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
     length = snapshot_max_map_length()  # one config read per parse, not one per DAG
