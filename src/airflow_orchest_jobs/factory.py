@@ -10,13 +10,14 @@ Parsing reads JSON and stats files only: no Docker, network or database work.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .core.errors import OrchestError, Problem
+from .core.errors import Problem, one_line, problems_of
 from .core.grid import Grid
 from .core.job import DagKind
 from .core.jobdef import JobDefinition, job_definitions
@@ -40,10 +41,17 @@ log = logging.getLogger("airflow_orchest_jobs.factory")
 #: Fixed start for cron jobs (with catchup off only the latest interval runs).
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TAGS = ["orchest"]
+#: Airflow's limit is 250; room is left for the ``_`` a duplicate gets.
+MAX_DAG_ID = 230
 
 
 def build_dags(settings: Settings | None = None) -> dict[str, Any]:
-    """All DAGs for ``settings.projects_dir``; invalid files become placeholder DAGs."""
+    """All DAGs for ``settings.projects_dir``; invalid files become placeholder DAGs.
+
+    Contained by construction: whatever one project's files raise while they load
+    (``core.scan``) or while their DAG is built (here) becomes that file's one-line
+    problem and its placeholder DAG; the other projects' DAGs are unaffected.
+    """
     if settings is None:
         from .config import load_settings
 
@@ -51,24 +59,34 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
                              settings.data_dir if settings.data_dir.is_dir() else None)
-    except OrchestError as exc:
+    except Exception as exc:  # the projects folder itself (each project is contained)
+        problems = problems_of(settings.projects_dir, exc, log)
         return {d.dag_id: d for d in [_invalid_dag("orchest_invalid__projects_dir",
-                                                   exc.problems, settings.projects_dir)]}
+                                                   problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
     length = snapshot_max_map_length()  # one config read per parse, not one per DAG
     wanted = _parsing_for_dag()
     mine = [d for d in definitions if d.dag_id == wanted] if wanted is not None else []
+    # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is
+    # needed, not every pipeline of every project.
+    dags: dict[str, Any] = {}
+    for definition in mine or definitions:
+        try:
+            dags[definition.dag_id] = orchest_dag(definition, settings, length)
+        except Exception as exc:  # one definition's boundary: contain anything
+            file = str(definition.source_files[0])
+            problems.setdefault(file, []).extend(problems_of(file, exc, log))
     if mine:
-        # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is
-        # needed, not every pipeline of every project.
-        return {d.dag_id: orchest_dag(d, settings, length) for d in mine}
-    dags: dict[str, Any] = {d.dag_id: orchest_dag(d, settings, length) for d in definitions}
+        return dags
     for file, file_problems in problems.items():
         for problem in file_problems:  # also in the DAG processor's log, one line each
             log.warning("%s", problem)
         dag_id = _invalid_dag_id(Path(file), settings.projects_dir, dags)
-        dags[dag_id] = _invalid_dag(dag_id, file_problems, Path(file))
+        try:
+            dags[dag_id] = _invalid_dag(dag_id, file_problems, Path(file))
+        except Exception:  # never lose the other DAGs over a placeholder
+            log.exception("cannot show the problems of %s as a DAG", one_line(file))
     return dags
 
 
@@ -86,6 +104,9 @@ def _invalid_dag_id(file: Path, projects_dir: Path, taken: dict) -> str:
     except (ValueError, IndexError):
         project, rest = "unknown", file.name
     dag_id = error_dag_id(project, rest)
+    if len(dag_id) > MAX_DAG_ID:  # Airflow refuses longer ids: keep it unique, shorter
+        digest = hashlib.blake2b(dag_id.encode("utf-8", "surrogatepass"), digest_size=6)
+        dag_id = f"{dag_id[:MAX_DAG_ID - 20]}_{digest.hexdigest()}"
     while dag_id in taken:
         dag_id += "_"
     return dag_id
@@ -99,7 +120,8 @@ def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
 
     lines = [str(p) for p in problems]
     first = lines[0] if lines else f"{file}: invalid"
-    doc = "\n".join(["### This Orchest file is invalid", "", f"File: `{file}`", "",
+    shown = one_line(str(file))
+    doc = "\n".join(["### This Orchest file is invalid", "", f"File: `{shown}`", "",
                      *[f"- `{line}`" for line in lines], "",
                      "Fix the file; the DAG processor picks the change up on its next parse."])
     with DAG(dag_id, schedule=None, start_date=EPOCH, catchup=False,

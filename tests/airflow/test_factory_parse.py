@@ -235,3 +235,26 @@ def test_what_the_trigger_form_submits_is_a_valid_conf(projects):
     assert len(request.runs) == 6  # the default grid, unchanged
     submitted["runs"] = ["1", "4"]
     assert request_for(job, submitted).runs == [1, 4]
+
+
+def test_an_exception_building_one_dag_is_its_placeholder(projects, monkeypatch):
+    """Building each DAG is contained too: whatever one raises (here a bug, simulated in
+    the builder) is that file's placeholder; the other DAGs are built."""
+    from airflow_orchest_jobs import factory
+
+    real = factory.orchest_dag
+
+    def orchest_dag(job, *args, **kwargs):
+        if job.dag_id == "orchest__demo__main":
+            raise RuntimeError("a bug\nin two lines")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(factory, "orchest_dag", orchest_dag)
+    dags = build_dags(_settings(projects))
+    assert set(dags) == {"orchest_job__demo__nightly", "orchest_invalid__demo__main.orchest",
+                         "orchest_invalid__broken__main.orchest"}
+    placeholder = dags["orchest_invalid__demo__main.orchest"]
+    assert placeholder.description == (
+        f"INVALID: {projects / 'projects' / 'demo' / 'main.orchest'}: cannot be loaded "
+        "(RuntimeError: a bug in two lines); this input is not handled: fix the file, or "
+        "report it with this line")

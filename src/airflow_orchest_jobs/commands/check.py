@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
 from ..config import load_settings
-from ..core.errors import OrchestError
+from ..core.errors import OrchestError, problems_of
 from ..core.grid import Grid, load_parameters
 from ..core.job import DagKind
 from ..core.jobdef import job_definitions
@@ -17,6 +18,7 @@ from ..core.project import JOB_SUFFIX, PIPELINE_SUFFIX, Project, parameters_file
 from ..core.scan import Scan, scan_project, scan_projects
 from ..core.warnings import unhonoured
 
+log = logging.getLogger("airflow_orchest_jobs.validate")
 
 def register(subparsers) -> None:
     validate = subparsers.add_parser(
@@ -61,33 +63,27 @@ def _is_project(folder: Path) -> bool:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    """Never a traceback: whatever a path's checks raise is that path's one line."""
+    try:
+        return _validate(args)
+    except OrchestError:
+        raise  # the CLI prints its lines
+    except Exception as exc:  # the command's boundary: contain anything
+        for problem in problems_of(", ".join(map(str, args.paths)), exc, log):
+            print(problem, file=sys.stderr)
+        return 1
+
+
+def _validate(args: argparse.Namespace) -> int:
     settings = load_settings()
     data_dir = settings.data_dir if settings.data_dir.is_dir() else None
     images = settings.environment_images
     scan = Scan()
     for path in args.paths:
-        if not path.exists():
-            scan.add(path, OrchestError.single(path, "", "does not exist"))
-        elif path.is_dir():
-            if _is_project(path):
-                scan_project(Project(path.resolve()), images, data_dir, scan)
-            else:
-                found = scan_projects(path.resolve(), images, data_dir)
-                scan.pipelines += found.pipelines
-                scan.jobs += found.jobs
-                for file, problems in found.problems.items():
-                    scan.problems.setdefault(file, []).extend(problems)
-        elif not path.name.endswith((PIPELINE_SUFFIX, JOB_SUFFIX)):
-            scan.add(path, OrchestError.single(path, "", "is neither a .orchest pipeline nor "
-                                               "a .job.json file, nor a folder"))
-        else:
-            # Scan the whole project (a job needs its pipeline), report this file only.
-            target = str(path.resolve())
-            single = scan_project(Project(project_root(path)), images, data_dir)
-            for problem in single.problems.get(target, []):
-                scan.problems.setdefault(target, []).append(problem)
-            scan.pipelines += [p for p in single.pipelines if str(p.pipeline.path) == target]
-            scan.jobs += [j for j in single.jobs if str(j.spec.path) == target]
+        try:
+            _scan_path(path, scan, images, data_dir)
+        except Exception as exc:  # one path's boundary
+            scan.add(path, exc)
     # The DAG processor's own checks (frozen jobs, two files making one DAG id), so that
     # validate passes exactly the files that become DAGs.
     definitions, problems = job_definitions(scan, settings.store_dir, images)
@@ -102,6 +98,35 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scan_path(path: Path, scan: Scan, images, data_dir: Path | None) -> None:
+    """Add what ``path`` (a file, project or projects folder) holds to ``scan``."""
+    if not path.exists():
+        scan.add(path, OrchestError.single(path, "", "does not exist"))
+    elif path.is_dir():
+        if _is_project(path):
+            scan_project(Project(path.resolve()), images, data_dir, scan)
+        else:
+            found = scan_projects(path.resolve(), images, data_dir)
+            scan.pipelines += found.pipelines
+            scan.jobs += found.jobs
+            for file, problems in found.problems.items():
+                scan.problems.setdefault(file, []).extend(problems)
+    elif not path.name.endswith((PIPELINE_SUFFIX, JOB_SUFFIX)):
+        scan.add(path, OrchestError.single(path, "", "is neither a .orchest pipeline nor "
+                                           "a .job.json file, nor a folder"))
+    else:
+        # Scan the whole project (a job needs its pipeline), report this file only.
+        target = str(path.resolve())
+        root = project_root(path)
+        single = scan_project(Project(root), images, data_dir)
+        # This file's problems, and the project's own (a project that cannot be walked).
+        for file in (target, str(root)):
+            for problem in single.problems.get(file, []):
+                scan.problems.setdefault(file, []).append(problem)
+        scan.pipelines += [p for p in single.pipelines if str(p.pipeline.path) == target]
+        scan.jobs += [j for j in single.jobs if str(j.spec.path) == target]
+
+
 def unhonoured_fields(scan: Scan) -> list[str]:
     """Warning lines for the loaded pipelines (a job's too), each line once: they never
     fail validation, they say what will not happen as in Orchest."""
@@ -112,6 +137,18 @@ def unhonoured_fields(scan: Scan) -> list[str]:
 
 
 def run_grid(args: argparse.Namespace) -> int:
+    """Never a traceback either: an unforeseen exception is the pipeline's one line."""
+    try:
+        return _grid(args)
+    except OrchestError:
+        raise  # the CLI prints its lines
+    except Exception as exc:  # the command's boundary: contain anything
+        for problem in problems_of(args.pipeline, exc, log):
+            print(problem, file=sys.stderr)
+        return 1
+
+
+def _grid(args: argparse.Namespace) -> int:
     pipeline_path = args.pipeline.resolve()
     pipeline = load_pipeline(pipeline_path, project_root(pipeline_path), check_files=False)
     params_file = args.parameters or parameters_file_for(pipeline_path)

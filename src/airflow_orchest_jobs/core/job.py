@@ -16,6 +16,8 @@ from .jsonfile import read_json
 from .model import Pipeline
 from .project import JOB_SUFFIX, parameters_file_for
 from .schedule import Schedule, parse_schedule
+from .textcheck import name_problem, path_problem, shown_text_problem
+from .variables import value_problems
 
 
 class SnapshotMode(str, enum.Enum):
@@ -58,8 +60,14 @@ def job_name(path: Path) -> str:
 
 def read_job_file(path: Path, project_dir: Path) -> tuple[dict, Path]:
     """Schema-check a job file; returns the document and the pipeline path it names."""
+    bad_name = name_problem(os.path.relpath(path, project_dir))
+    if bad_name:
+        raise OrchestError.single(path, "", bad_name)
     doc = read_json(path, "job file")
     problems = schema.check("job", doc, str(path))
+    if not problems and isinstance(doc.get("description"), str):
+        bad_text = shown_text_problem(doc["description"])
+        problems = [Problem(str(path), "description", bad_text)] if bad_text else []
     if problems:
         raise OrchestError(problems)
     pipeline_path = _inside_project(path, "pipeline", doc["pipeline"], project_dir)
@@ -101,6 +109,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
                 parameters = load_parameters(default, pipeline)
             except OrchestError as exc:
                 problems.extend(exc.problems)
+    problems.extend(value_problems(doc.get("env_variables", {}), file, "env_variables."))
     runs = doc.get("runs")
     if not problems:
         try:
@@ -128,6 +137,9 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
 
 def _inside_project(job_path: Path, field_name: str, value: str, project_dir: Path) -> Path:
     """Resolve a project-relative path from a job file; refuse one that leaves the project."""
+    bad_text = path_problem(value)
+    if bad_text:
+        raise OrchestError.single(job_path, field_name, f"{value!r} {bad_text}")
     if os.path.isabs(value):
         raise OrchestError.single(job_path, field_name, f"{value!r} is absolute; give a path "
                                   "relative to the project folder")

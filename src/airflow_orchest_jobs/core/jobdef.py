@@ -8,13 +8,14 @@ DAG processor and ``validate`` build the same definitions, with the same checks.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OrchestError, Problem
+from .errors import OrchestError, Problem, problems_of
 from .grid import ParameterSpace
 from .job import DagKind, SnapshotMode
 from .jobstate import FrozenJob, JobStates
@@ -26,6 +27,7 @@ from .project import Project
 from .scan import LoadedJob, LoadedPipeline, Scan, snapshot_pipeline
 from .schedule import Schedule
 
+log = logging.getLogger("airflow_orchest_jobs.jobdef")
 
 @dataclass
 class JobDefinition:
@@ -83,13 +85,20 @@ def job_definitions(scan: Scan, store_dir: Path, environment_images: Mapping[str
     including two files that would make the same DAG id.
     """
     problems = {file: list(found) for file, found in scan.problems.items()}
-    found = [pipeline_definition(lp) for lp in scan.pipelines]
+    found = []
+    for loaded_pipeline in scan.pipelines:
+        try:
+            found.append(pipeline_definition(loaded_pipeline))
+        except Exception as exc:  # one file's boundary: contain anything
+            file = str(loaded_pipeline.pipeline.path)
+            problems.setdefault(file, []).extend(problems_of(file, exc, log))
     states = JobStates(store_dir)
     for loaded in scan.jobs:
         try:
             found.append(job_definition(loaded, states, store_dir, environment_images))
-        except OrchestError as exc:
-            problems.setdefault(str(loaded.spec.path), []).extend(exc.problems)
+        except Exception as exc:  # one file's boundary: contain anything
+            file = str(loaded.spec.path)
+            problems.setdefault(file, []).extend(problems_of(file, exc, log))
     definitions: dict[str, JobDefinition] = {}
     for definition in found:
         if definition.dag_id in definitions:
@@ -103,10 +112,23 @@ def job_definitions(scan: Scan, store_dir: Path, environment_images: Mapping[str
     return list(definitions.values()), problems
 
 
+#: Airflow refuses longer DAG ids.
+MAX_DAG_ID = 250
+
+
+def _checked_dag_id(dag_id: str, file: Path) -> str:
+    if len(dag_id) > MAX_DAG_ID:
+        raise OrchestError.single(file, "", f"its DAG id would be {len(dag_id)} characters "
+                                  f"long, Airflow allows {MAX_DAG_ID}; shorten the project "
+                                  "folder's or the file's name")
+    return dag_id
+
+
 def pipeline_definition(loaded: LoadedPipeline) -> JobDefinition:
     pipeline = loaded.pipeline
     return JobDefinition(
-        dag_id=pipeline_dag_id(loaded.project.name, pipeline.rel_path),
+        dag_id=_checked_dag_id(pipeline_dag_id(loaded.project.name, pipeline.rel_path),
+                               pipeline.path),
         project=loaded.project,
         pipeline=pipeline,
         parameters=loaded.parameters,
@@ -121,7 +143,7 @@ def pipeline_definition(loaded: LoadedPipeline) -> JobDefinition:
 def job_definition(loaded: LoadedJob, states: JobStates, store_dir: Path,
                    environment_images: Mapping[str, str]) -> JobDefinition:
     spec, project = loaded.spec, loaded.project
-    dag_id = job_dag_id(project.name, spec.name)
+    dag_id = _checked_dag_id(job_dag_id(project.name, spec.name), spec.path)
     pipeline = loaded.pipeline
     frozen = None
     if spec.snapshot is SnapshotMode.PER_JOB:

@@ -19,6 +19,7 @@ from .jsonfile import read_json
 from .migrate import migrate
 from .model import DATA_DIR, Pipeline, PipelineSettings, Step
 from .services import service_problems
+from .textcheck import env_value_problem, name_problem, path_problem, shown_text_problem
 
 
 def load_pipeline(
@@ -36,6 +37,9 @@ def load_pipeline(
     """
     path = Path(os.path.abspath(path))
     project_dir = Path(os.path.abspath(project_dir))
+    bad_name = name_problem(os.path.relpath(path, project_dir))
+    if bad_name:
+        raise OrchestError.single(path, "", bad_name)
     raw = read_json(path, "pipeline file")
     file = str(path)
     problems = schema.check("pipeline", raw, file)
@@ -102,6 +106,12 @@ def check_pipeline(
     problems: list[Problem] = []
     notebooks: dict[str, str] = {}
     resolve = _FolderResolver()
+    shown = [("name", pipeline.name)] + [(f"steps.{key}.title", step.title)
+                                         for key, step in pipeline.steps.items()]
+    for where, text in shown:
+        bad_text = shown_text_problem(text) if isinstance(text, str) else None
+        if bad_text:
+            problems.append(Problem(file, where, bad_text))
     for key, step in pipeline.steps.items():
         where = f"steps.{key}"
         if step.uuid != key:
@@ -112,7 +122,11 @@ def check_pipeline(
                 problems.append(Problem(file, f"{where}.incoming_connections",
                                         f"step {parent!r} does not exist in this pipeline; "
                                         "remove the connection or add the step"))
-        if step.environment is None and step.image is None:
+        bad_names = _name_problems(file, where, step)
+        problems.extend(bad_names)
+        if bad_names:
+            pass  # an unknown environment would say the same again
+        elif step.environment is None and step.image is None:
             problems.append(Problem(file, f"{where}.environment",
                                     "missing; name the environment uuid the step runs in"))
         elif step.environment is not None and environments is not None \
@@ -139,6 +153,36 @@ def check_pipeline(
         problems.append(Problem(file, "steps", f"connections form a cycle: {names}; "
                                 "remove one of these connections"))
     problems.extend(service_problems(file, pipeline.services))  # those that run in jobs
+    problems.extend(_service_text_problems(file, pipeline.services))
+    return problems
+
+
+def _service_text_problems(file: str, services) -> list[Problem]:
+    """A service's environment values, command and args reach its container as C strings."""
+    problems = []
+    for key, service in services.items() if isinstance(services, dict) else ():
+        if not isinstance(service, dict):
+            continue
+        env = service.get("env_variables")
+        texts = [(f"env_variables.{name}", value) for name, value in env.items()] \
+            if isinstance(env, dict) else []
+        texts += [(part, service.get(part)) for part in ("command", "args")]
+        for where, value in texts:
+            problem = env_value_problem(value) if isinstance(value, str) else None
+            if problem:
+                problems.append(Problem(file, f"services.{key}.{where}", problem))
+    return problems
+
+
+def _name_problems(file: str, where: str, step: Step) -> list[Problem]:
+    """An environment uuid or image names folders and images: a path's characters."""
+    problems = []
+    for part, fix in (("environment", "use the environment's uuid"),
+                      ("image", "name a Docker image")):
+        value = getattr(step, part)
+        bad_text = path_problem(value, "a name", fix) if isinstance(value, str) else None
+        if bad_text:
+            problems.append(Problem(file, f"{where}.{part}", f"{value!r} {bad_text}"))
     return problems
 
 
@@ -158,6 +202,9 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
                      check_files: bool, resolve: _FolderResolver) -> Problem | None:
     file, where = str(pipeline.path), f"steps.{step.uuid}.file_path"
     raw = step.file_path
+    bad_text = path_problem(raw)
+    if bad_text:
+        return Problem(file, where, f"{raw!r} {bad_text}")
     if raw.startswith("/"):
         normal = posixpath.normpath(raw)
         if not normal.startswith(DATA_DIR + "/"):
@@ -232,17 +279,25 @@ def find_cycle(pipeline: Pipeline) -> list[str] | None:
 
 
 def topological_order(pipeline: Pipeline) -> list[str]:
-    """Step uuids, parents before children, ties in file order (assumes no cycle)."""
+    """Step uuids, parents before children, ties in file order (assumes no cycle).
+
+    Without recursion: a chain of thousands of steps written child first is still a list.
+    """
     done: dict[str, None] = {}
-
-    def visit(key: str) -> None:
-        if key in done:
-            return
-        for parent in pipeline.steps[key].incoming:
-            if parent in pipeline.steps:
-                visit(parent)
-        done[key] = None
-
-    for key in pipeline.steps:
-        visit(key)
+    for root in pipeline.steps:
+        if root in done:
+            continue
+        stack = [(root, iter(pipeline.steps[root].incoming))]
+        visiting = {root}  # a cycle (never validated in) ends instead of looping
+        while stack:
+            key, parents = stack[-1]
+            parent = next((p for p in parents if p in pipeline.steps and p not in done
+                           and p not in visiting), None)
+            if parent is None:
+                done[key] = None
+                visiting.discard(key)
+                stack.pop()
+            else:
+                visiting.add(parent)
+                stack.append((parent, iter(pipeline.steps[parent].incoming)))
     return list(done)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -84,7 +85,11 @@ class Project:
                 if not name.endswith(suffixes):
                     continue
                 full = os.path.join(folder, name)
-                if os.path.islink(full) or rules.is_ignored(rel_folder + name):
+                try:  # a link, fifo or socket is never read (a fifo would block the parse)
+                    regular = stat.S_ISREG(os.lstat(full).st_mode)
+                except OSError:
+                    regular = False
+                if not regular or rules.is_ignored(rel_folder + name):
                     continue
                 yield Path(full)
 

@@ -15,7 +15,9 @@ from typing import Any
 from . import schema
 from .errors import OrchestError
 from .grid import DEFAULT_MAX_RUNS, Grid, ParameterSpace, check_space, merge
+from .jsonfile import MAX_DEPTH, nesting_depth
 from .model import Pipeline
+from .variables import value_problems
 
 CONF_KEYS = ("parameters", "runs", "env_variables")
 #: Characters of conf JSON Airflow's scheduler may decode per loop before a warning.
@@ -41,9 +43,15 @@ def resolve_request(
     source: str = "trigger conf",
 ) -> RunRequest:
     conf = dict(conf or {})
+    if nesting_depth(conf) > MAX_DEPTH:  # copies and JSON writes recurse per level
+        raise OrchestError.single(source, "", f"lists and objects are nested more than "
+                                  f"{MAX_DEPTH} levels deep; flatten the conf")
     problems = schema.check("conf", conf, source)
     if not problems and "parameters" in conf:
         problems = check_space(conf["parameters"], pipeline, source, ("parameters",))
+    if not problems and conf.get("env_variables"):
+        # a NUL in a value fails here, with the other conf problems, not at container start
+        problems = value_problems(conf["env_variables"], source, "env_variables.")
     if problems:
         raise OrchestError(problems)
     space = merge(default_parameters, conf.get("parameters") or {})

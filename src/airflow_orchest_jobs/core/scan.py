@@ -1,21 +1,27 @@
 """Scan projects into pipelines and jobs, keeping each file's problems to itself.
 
 One bad pipeline or job file never hides the good ones: the scan returns what loaded
-and, separately, the problems of what did not.
+and, separately, the problems of what did not. That holds by construction: whatever a
+file's loading raises (a problem found, or an exception no check foresaw) becomes that
+file's problems, and whatever a project's loading raises becomes that project's.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OrchestError, Problem
+from .errors import OrchestError, Problem, problems_of
 from .grid import ParameterSpace, load_parameters
 from .job import JobSpec, load_job, read_job_file
 from .model import Pipeline
 from .pipeline import load_pipeline
 from .project import Project, discover_projects, parameters_file_for
+from .textcheck import name_problem
+
+log = logging.getLogger("airflow_orchest_jobs.scan")
 
 
 @dataclass
@@ -41,8 +47,9 @@ class Scan:
     #: Problems by the file they belong to (pipeline, parameters, job or environment file).
     problems: dict[str, list[Problem]] = field(default_factory=dict)
 
-    def add(self, file: Path | str, exc: OrchestError) -> None:
-        self.problems.setdefault(str(file), []).extend(exc.problems)
+    def add(self, file: Path | str, exc: BaseException) -> None:
+        """``exc``'s problems as ``file``'s (any exception: see ``errors.problems_of``)."""
+        self.problems.setdefault(str(file), []).extend(problems_of(file, exc, log))
 
     @property
     def all_problems(self) -> list[Problem]:
@@ -70,11 +77,23 @@ def known_environments(project: Project, environment_images: Mapping[str, str]):
 
 def scan_project(project: Project, environment_images: Mapping[str, str] | None = None,
                  data_dir: Path | None = None, scan: Scan | None = None) -> Scan:
+    """Load every pipeline and job file of ``project`` into ``scan`` (see module docstring)."""
     scan = scan if scan is not None else Scan()
-    environment_images = environment_images or {}
+    try:
+        _scan_project(project, environment_images or {}, data_dir, scan)
+    except Exception as exc:  # the project's boundary: contain anything
+        scan.add(project.path, exc)
+    return scan
+
+
+def _scan_project(project: Project, environment_images: Mapping[str, str],
+                  data_dir: Path | None, scan: Scan) -> None:
+    bad_name = name_problem(project.name)
+    if bad_name:
+        raise OrchestError.single(project.path, "", bad_name)
     try:
         environments = known_environments(project, environment_images)
-    except OrchestError as exc:
+    except Exception as exc:  # one file's boundary
         scan.add(project.path / ".orchest" / "environments", exc)
         environments = None
     by_path: dict[Path, Pipeline] = {}
@@ -84,7 +103,7 @@ def scan_project(project: Project, environment_images: Mapping[str, str] | None 
                                      data_dir=data_dir)
             params_file = parameters_file_for(path)
             params = load_parameters(params_file, pipeline) if params_file.is_file() else {}
-        except OrchestError as exc:
+        except Exception as exc:  # one file's boundary
             scan.add(path, exc)
             continue
         by_path[path] = pipeline
@@ -99,9 +118,8 @@ def scan_project(project: Project, environment_images: Mapping[str, str] | None 
                                           "has problems of its own (see that file); fix them")
             scan.jobs.append(LoadedJob(project, load_job(path, project.path, pipeline),
                                        pipeline))
-        except OrchestError as exc:
+        except Exception as exc:  # one file's boundary
             scan.add(path, exc)
-    return scan
 
 
 def scan_projects(projects_dir: Path, environment_images: Mapping[str, str] | None = None,

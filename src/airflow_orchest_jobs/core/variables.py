@@ -16,7 +16,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from . import schema
-from .errors import OrchestError
+from .errors import OrchestError, Problem
+from .jsonfile import loads_bounded
+from .textcheck import env_value_problem
 
 PREFIX = "orchest_env__"
 
@@ -44,14 +46,25 @@ def parse_level(key: str, raw: str | None) -> dict[str, Any]:
         return {}
     source = f"Airflow Variable {key}"
     try:
-        value = json.loads(raw)
+        value = loads_bounded(raw, source)
     except json.JSONDecodeError as exc:
         raise OrchestError.single(source, "", f"is not valid JSON ({exc.msg}); store an "
                                   "object such as {\"NAME\": \"value\"}") from None
-    problems = schema.check("variables", value, source)
+    problems = schema.check("variables", value, source) or value_problems(value, source)
     if problems:
         raise OrchestError(problems)
     return value
+
+
+def value_problems(env: Mapping[str, Any], file: str, prefix: str = "") -> list[Problem]:
+    """Plain values a container's environment cannot carry (a NUL...), one line each;
+    checked when the file or Variable is loaded, not when a step container starts."""
+    problems = []
+    for name, value in env.items():
+        problem = env_value_problem(value) if isinstance(value, str) else None
+        if problem:
+            problems.append(Problem(file, f"{prefix}{name}", f"the value of {name} {problem}"))
+    return problems
 
 
 def merge_levels(levels: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
