@@ -332,13 +332,14 @@ def build_environment(
         base, language = mapped
         try:
             facts = orchest_layer.probe(client, base)
-            packages = orchest_layer.host_packages(facts, echo)
+            packages = orchest_layer.packages_image(
+                client, orchest_layer.host_packages(facts, echo), echo)
         except orchest_layer.LayerError as exc:
             raise OrchestError.single(
                 properties, "base_image",
                 f"{environment.base_image} mapped to {base} (--base): {exc}") from exc
-        layer = orchest_layer.layer_dockerfile(language, facts)
-        extra = orchest_layer.layer_files(language, packages)
+        layer = orchest_layer.layer_dockerfile(language, facts, packages)
+        extra = orchest_layer.layer_files(language)
     script = environment.setup_script
     setup = script.read_bytes() if script.is_file() else b""
     tag = environment_image(project_uuid, environment.uuid)

@@ -26,11 +26,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -69,6 +71,11 @@ LAYER_PACKAGES = (
     "pip",
     "soupsieve<3",  # soupsieve 3 broke nbconvert's HTML export
 )
+#: Left out of the fetched packages: headers and test suites nothing runs.
+SITE_PRUNE = ("pyarrow/include", "pyarrow/src", "pyarrow/tests")
+#: Image holding the fetched packages (``/site``, ``/jupyter``), one per package set:
+#: environment builds copy from it, so their contexts stay small.
+PACKAGES_IMAGE = "orchest-jobs-layer-packages"
 #: The SDK Orchest's images had: a pure-Python sdist whose 2021 pins are left out.
 SDK_PACKAGE = "orchest==0.3.11"
 #: Orchest's job runner started these kernels for a notebook's language.
@@ -223,7 +230,7 @@ def host_packages(facts: BaseFacts, echo: Callable[[str], None] = lambda line: N
     cache, keyed by everything that changes the result.
     """
     key = hashlib.sha256(json.dumps(
-        [facts.python, facts.machine, facts.glibc, LAYER_PACKAGES, SDK_PACKAGE,
+        [facts.python, facts.machine, facts.glibc, LAYER_PACKAGES, SDK_PACKAGE, SITE_PRUNE,
          _pip_settings()]).encode()).hexdigest()[:16]
     root = cache_root()
     done = root / key
@@ -243,6 +250,8 @@ def host_packages(facts: BaseFacts, echo: Callable[[str], None] = lambda line: N
             jupyter.mkdir(exist_ok=True)
             for folder in ("share", "bin"):  # host-side scripts would name the host's Python
                 shutil.rmtree(site / folder, ignore_errors=True)
+            for rel in SITE_PRUNE:
+                shutil.rmtree(site / rel, ignore_errors=True)
             shutil.rmtree(done, ignore_errors=True)
             work.rename(done)
         finally:
@@ -250,11 +259,52 @@ def host_packages(facts: BaseFacts, echo: Callable[[str], None] = lambda line: N
     return done
 
 
-def layer_files(language: str, packages: Path) -> dict[str, Path | bytes]:
-    """Build-context entries of the layer (arcname -> folder, file or content)."""
+def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Owned by root, readable by every user whatever the host's umask."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if info.isdir() or info.mode & 0o100:
+        info.mode = 0o755
+    elif not info.issym():
+        info.mode = 0o644
+    return info
+
+
+def packages_image(client: docker.DockerClient, packages: Path,
+                   echo: Callable[[str], None] = lambda line: None) -> str:
+    """``orchest-jobs-layer-packages:<key>`` (``FROM scratch``: /site, /jupyter), built once.
+
+    Every environment build copies from it (``COPY --from``) instead of sending the
+    packages (about 250 MB, mostly pyarrow) in its own build context.
+    """
+    import docker.errors
+
+    tag = f"{PACKAGES_IMAGE}:{packages.name}"
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.get(tag)
+        return tag
+    echo(f"making {tag} from {packages}")
+    dockerfile = b"FROM scratch\nCOPY site/ /site/\nCOPY jupyter/ /jupyter/\n"
+    with tempfile.TemporaryFile() as context:
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+            for name in ("site", "jupyter"):
+                tar.add(str(packages / name), arcname=name, filter=_readable)
+        context.seek(0)
+        for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag,
+                                      network_mode="none", rm=True, forcerm=True,
+                                      decode=True):
+            if "error" in chunk:
+                raise LayerError(f"could not make {tag}: {chunk['error'].strip()}")
+    return tag
+
+
+def layer_files(language: str) -> dict[str, Path | bytes]:
+    """Build-context entries of the layer (arcname -> content); packages come from
+    :func:`packages_image`."""
     files: dict[str, Path | bytes] = {
-        "orchest-layer/site": packages / "site",
-        "orchest-layer/jupyter": packages / "jupyter",
         "orchest-layer/bin/pip": PIP_SCRIPT.encode(),
         "orchest-layer/bin/pip3": PIP_SCRIPT.encode(),
     }
@@ -267,12 +317,12 @@ def layer_files(language: str, packages: Path) -> dict[str, Path | bytes]:
     return files
 
 
-def layer_dockerfile(language: str, facts: BaseFacts) -> list[str]:
+def layer_dockerfile(language: str, facts: BaseFacts, packages: str) -> list[str]:
     """Dockerfile lines (after FROM) that give the base Orchest's layout for ``language``.
 
     /opt/conda is a venv made by hand (pyvenv.cfg and a symlink: what ``python -m venv``
     writes, without needing the venv module): its python is the base's, seeing the
-    base's packages after the layer's own.
+    base's packages after the layer's own, which come from the image ``packages``.
     """
     py = facts.python
     site = f"{CONDA_DIR}/lib/python{py}/site-packages"
@@ -289,8 +339,8 @@ def layer_dockerfile(language: str, facts: BaseFacts) -> list[str]:
         f"\"$(dirname \"$python\")\" {py} > {CONDA_DIR}/pyvenv.cfg; "
         f"ln -s \"$python\" {CONDA_DIR}/bin/python; "
         f"ln -s python {CONDA_DIR}/bin/python3; ln -s python {CONDA_DIR}/bin/python{py}",
-        f"COPY orchest-layer/site/ {site}/",
-        f"COPY orchest-layer/jupyter/ {CONDA_DIR}/share/jupyter/",
+        f"COPY --from={packages} /site/ {site}/",
+        f"COPY --from={packages} /jupyter/ {CONDA_DIR}/share/jupyter/",
         f"COPY orchest-layer/kernels/ {CONDA_DIR}/share/jupyter/kernels/",
         f"COPY orchest-layer/bin/ {CONDA_DIR}/bin/",
         f"COPY orchest-layer/check/ {CONDA_DIR}/share/orchest-layer/",
