@@ -352,12 +352,19 @@ def build_environment(
                                       network_mode=network_mode, rm=True, forcerm=True,
                                       decode=True):
             if "error" in chunk:
+                lacking = [line for line in tail if line.startswith("orchest layer: ")]
+                if mapped and lacking:  # the base cannot carry Orchest's layout
+                    raise OrchestError.single(
+                        properties, "base_image",
+                        f"{environment.base_image} mapped to {base} (--base): "
+                        f"{lacking[-1][len('orchest layer: '):]}; add it to {base}, or map "
+                        f"{orchest_layer.orchest_base(environment.base_image)} to another "
+                        "image (--base NAME=IMAGE)")
                 raise OrchestError.single(
                     script, "", f"building {tag} on {base} failed: {chunk['error'].strip()}"
                     + (" (last output: " + " | ".join(tail[-5:]) + ")" if tail else "")
                     + "; " + _build_fix(environment.base_image, base, bool(mapped)))
-            line = str(chunk.get("stream", "")).rstrip()
-            if line:
+            for line in str(chunk.get("stream", "")).rstrip().splitlines():
                 tail.append(line)
                 echo(line)
     return tag
@@ -373,7 +380,7 @@ def _build_fix(env_base: str, base: str, mapped: bool) -> str:
                 f"have with --base {canonical}=IMAGE (any Debian/Ubuntu image with python3)")
     if mapped:
         return (f"fix the setup script, or give {canonical} another base (--base "
-                f"{canonical}=IMAGE)")
+                f"{canonical}=IMAGE; see README, \"Images that look like Orchest's\")")
     return "fix the setup script, or the base image (--base-image IMAGE builds on another one)"
 
 

@@ -178,6 +178,19 @@ def test_r_notebook_passes_data_to_python_in_images_built_like_orchests(
     (project / ".orchest/environments" / R_ENV / "setup_script.sh").write_text(R_SETUP)
     write_environment(project, PY_ENV, base_image="orchest/base-kernel-py:v2022.04.0")
 
+    # A base without R cannot carry base-kernel-r's layout: one line says what it lacks.
+    status = cli_main(["environments", "build", str(project),
+                       "--base", f"orchest/base-kernel-r={debian}",
+                       "--base", f"orchest/base-kernel-py={debian}"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert lines[-1] == (
+        f"{project}/.orchest/environments/{R_ENV}/properties.json: base_image: "
+        f"orchest/base-kernel-r mapped to {debian} (--base): the base image {debian} has no "
+        "Rscript: orchest/base-kernel-r needs R (Debian/Ubuntu: r-base-core, "
+        "r-cran-irkernel, r-cran-reticulate); add it to "
+        f"{debian}, or map orchest/base-kernel-r to another image (--base NAME=IMAGE)")
+
     status = cli_main(["environments", "build", str(project),
                        "--base", f"orchest/base-kernel-r={r_base}",
                        "--base", f"orchest/base-kernel-py={debian}"])

@@ -333,12 +333,13 @@ def layer_dockerfile(language: str, facts: BaseFacts, packages: str) -> list[str
         env["RETICULATE_PYTHON"] = f"{CONDA_DIR}/bin/python"
     lines = [
         "USER root",
-        "RUN set -e; python=$(command -v python3); "
-        f"mkdir -p {CONDA_DIR}/bin {CONDA_DIR}/envs {site}; "
+        # A base that has conda already (a Jupyter image) keeps its /opt/conda.
+        f"RUN set -e; mkdir -p {CONDA_DIR}/bin {CONDA_DIR}/envs {site}; "
+        f"if [ ! -e {CONDA_DIR}/bin/python ]; then python=$(command -v python3); "
         "printf 'home = %s\\ninclude-system-site-packages = true\\nversion = %s\\n' "
         f"\"$(dirname \"$python\")\" {py} > {CONDA_DIR}/pyvenv.cfg; "
         f"ln -s \"$python\" {CONDA_DIR}/bin/python; "
-        f"ln -s python {CONDA_DIR}/bin/python3; ln -s python {CONDA_DIR}/bin/python{py}",
+        f"ln -s python {CONDA_DIR}/bin/python3; ln -s python {CONDA_DIR}/bin/python{py}; fi",
         f"COPY --from={packages} /site/ {site}/",
         f"COPY --from={packages} /jupyter/ {CONDA_DIR}/share/jupyter/",
         f"COPY orchest-layer/kernels/ {CONDA_DIR}/share/jupyter/kernels/",
