@@ -39,6 +39,7 @@ BUILD_FIX = (
     "build it with `airflow-orchest-jobs environments build PROJECT_DIR`, or set "
     "[orchest_jobs] environment_images to an image that exists"
 )
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -364,7 +365,8 @@ def build_environment(
                     script, "", f"building {tag} on {base} failed: {chunk['error'].strip()}"
                     + (" (last output: " + " | ".join(tail[-5:]) + ")" if tail else "")
                     + "; " + _build_fix(environment.base_image, base, bool(mapped)))
-            for line in str(chunk.get("stream", "")).rstrip().splitlines():
+            # The engine colours a RUN's stderr; the colour codes stay out of messages.
+            for line in _ANSI.sub("", str(chunk.get("stream", ""))).rstrip().splitlines():
                 tail.append(line)
                 echo(line)
     return tag

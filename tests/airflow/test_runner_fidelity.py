@@ -114,11 +114,17 @@ def test_each_file_runs_with_the_program_orchest_chose(tmp_path, airflow_home, i
     assert ran["plain"]["executable"] == "/usr/bin/python3"
     assert ran["shell"]["bash"].startswith("5.")  # $BASH_VERSION: bash ran it, not sh
 
-    assert states["run.base[1]"] == "failed"
-    log = (Path(runs[1]["project_dir"]) / step_log_path(PIPELINE_UUID, "base")).read_text()
-    assert (f"orchest-runner: the image environment {BASE_ENV} ({conda_base}) has no "
-            "/opt/conda/envs/nope/bin/python (Orchest runs .py steps with the Python of the "
-            "conda env CONDA_ENV=nope names, needed to run /project-dir/which.py)") in log
+    # Fail-fast skips the other once one has failed.
+    failed = [s for s in ("base", "myenv") if states[f"run.{s}[1]"] == "failed"]
+    assert failed
+    for name in failed:
+        env_uuid, image = ((BASE_ENV, conda_base) if name == "base"
+                           else (MYENV_ENV, conda_myenv))
+        log = (Path(runs[1]["project_dir"]) / step_log_path(PIPELINE_UUID, name)).read_text()
+        assert (f"orchest-runner: the image environment {env_uuid} ({image}) has no "
+                "/opt/conda/envs/nope/bin/python (Orchest runs .py steps with the Python of "
+                "the conda env CONDA_ENV=nope names, needed to run /project-dir/which.py)"
+                ) in log
     # An image without /opt/conda ignores CONDA_ENV: python3 from PATH, as any image.
     if states["run.plain[1]"] == "success":  # fail-fast may stop it first
         plain = json.loads((Path(runs[1]["project_dir"]) / "plain.json").read_text())
