@@ -5,8 +5,8 @@ and ``/opt/conda/envs/$CONDA_ENV/bin/python`` otherwise, and a file without an e
 with bash. The first test runs such steps through Airflow in tiny images made here from
 the python test image (a few symlinks under /opt/conda, no network). The second builds
 an R and a Python environment with ``environments build --base orchest/base-kernel-*=``
-from plain Debian bases and runs an R notebook saved by Orchest that hands data to a
-Python step through the SDK (reticulate on the R side).
+from plain Debian bases and runs an R notebook saved by Orchest that hands data through
+the SDK (reticulate on the R side) to a Python step and a Python notebook.
 """
 
 from __future__ import annotations
@@ -157,6 +157,19 @@ import json, sys, orchest
 with open("got.json", "w") as fh:
     json.dump({"data": orchest.get_inputs()["from-r"], "executable": sys.executable}, fh)
 """
+# A Python notebook saved by Orchest in the Python environment: its kernel is the
+# python3 of /opt/conda, as in Orchest's images.
+PY_NOTEBOOK = {
+    "cells": [{"cell_type": "code", "execution_count": None, "id": "p1", "metadata": {},
+               "outputs": [],
+               "source": "import json, sys, orchest\n"
+                         "with open('nb.json', 'w') as fh:\n"
+                         "    json.dump({'numbers': orchest.get_inputs()['from-r']['numbers'],"
+                         " 'kernel': sys.executable}, fh)"}],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                "name": f"orchest-kernel-{PY_ENV}"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
 # Runs after the layer (its python and SDK are there) as Orchest ran it: bash, in the
 # project copy.
 R_SETUP = """\
@@ -177,9 +190,11 @@ def test_r_notebook_passes_data_to_python_in_images_built_like_orchests(
         step("model", "model.ipynb", title="model", environment=R_ENV,
              kernel={"name": "r", "display_name": "R"}),
         step("use", "use.py", title="use", environment=PY_ENV, incoming=["model"]),
+        step("report", "report.ipynb", title="report", environment=PY_ENV, incoming=["model"]),
     ], uuid=PIPELINE_UUID)
     path = write_project(project, doc, environment=False,
-                         files={"model.ipynb": json.dumps(R_NOTEBOOK), "use.py": USE_PY})
+                         files={"model.ipynb": json.dumps(R_NOTEBOOK), "use.py": USE_PY,
+                                "report.ipynb": json.dumps(PY_NOTEBOOK)})
     write_environment(project, R_ENV, base_image="orchest/base-kernel-r", language="r")
     (project / ".orchest/environments" / R_ENV / "setup_script.sh").write_text(R_SETUP)
     write_environment(project, PY_ENV, base_image="orchest/base-kernel-py:v2022.04.0")
@@ -214,14 +229,16 @@ def test_r_notebook_passes_data_to_python_in_images_built_like_orchests(
     run = make_run(tmp_path, pipeline, 0, tags)
     dag_run = run_dag(step_dag("r_python_mix", pipeline, [run], tmp_path / "data"))
     states = task_states(dag_run)
-    assert states == {"plan": "success", "run.model[0]": "success", "run.use[0]": "success"}, (
-        task_log(dag_run, "run.model", 0)[-3000:])
+    assert states == {"plan": "success", "run.model[0]": "success", "run.use[0]": "success",
+                      "run.report[0]": "success"}, task_log(dag_run, "run.model", 0)[-3000:]
 
     copy = Path(run["project_dir"])
     got = json.loads((copy / "got.json").read_text())
     assert got == {"data": {"numbers": [2.0, 4.0, 6.0], "language": "R",
                             "python": "/opt/conda/bin/python", "conda_env": "base"},
                    "executable": "/opt/conda/bin/python"}
+    assert json.loads((copy / "nb.json").read_text()) == {
+        "numbers": [2.0, 4.0, 6.0], "kernel": "/opt/conda/bin/python"}
     executed = json.loads((copy / "model.ipynb").read_text())
     assert executed["metadata"]["kernelspec"]["name"] == f"orchest-kernel-{R_ENV}"
     assert "sent 2 4 6" in json.dumps(executed["cells"][1]["outputs"])
