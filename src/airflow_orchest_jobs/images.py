@@ -353,6 +353,12 @@ def build_environment(
                                       network_mode=network_mode, rm=True, forcerm=True,
                                       decode=True):
             if "error" in chunk:
+                steps = [line for line in tail if line.startswith("Step ")]
+                if not steps or steps[-1].startswith("Step 1/"):  # FROM: the base itself
+                    raise OrchestError.single(
+                        properties, "base_image",
+                        f"cannot build on {base}: {chunk['error'].strip()}; "
+                        + _build_fix(environment.base_image, base, bool(mapped)))
                 lacking = [line for line in tail if line.startswith("orchest layer: ")]
                 if mapped and lacking:  # the base cannot carry Orchest's layout
                     raise OrchestError.single(
@@ -383,7 +389,8 @@ def _build_fix(env_base: str, base: str, mapped: bool) -> str:
     if mapped:
         return (f"fix the setup script, or give {canonical} another base (--base "
                 f"{canonical}=IMAGE; see README, \"Images that look like Orchest's\")")
-    return "fix the setup script, or the base image (--base-image IMAGE builds on another one)"
+    return ("fix the setup script, or the base image (pull or build it first; --base-image "
+            "IMAGE builds on another one)")
 
 
 def build_environments(
@@ -399,16 +406,23 @@ def build_environments(
     """Build every environment of the project: env uuid -> ``orchest-env-...:latest`` tag.
 
     ``orchest_bases`` maps Orchest's base images to yours (see :func:`build_environment`).
+    Every environment is tried; the problems of all that failed are raised together.
     """
     project = Project(Path(project_dir).resolve())
     uuid = project_uuid or project.uuid
-    return {
-        env.uuid: build_environment(client, project.path, env, uuid,
-                                    base_image=base_image_override,
-                                    orchest_bases=orchest_bases,
-                                    network_mode=network_mode, echo=echo)
-        for env in project.environments.values()
-    }
+    built: dict[str, str] = {}
+    problems: list[Problem] = []
+    for env in project.environments.values():
+        try:
+            built[env.uuid] = build_environment(client, project.path, env, uuid,
+                                                base_image=base_image_override,
+                                                orchest_bases=orchest_bases,
+                                                network_mode=network_mode, echo=echo)
+        except OrchestError as exc:
+            problems += exc.problems
+    if problems:
+        raise OrchestError(problems)
+    return built
 
 
 def environment_status(

@@ -69,7 +69,7 @@ def _build(client, dockerfile: str, repository: str) -> str:
     return tag
 
 
-def test_orchest_base_names_and_the_base_option():
+def test_orchest_base_names_and_the_base_option(tmp_path, capsys):
     assert orchest_base("orchest/base-kernel-r") == "orchest/base-kernel-r"
     assert orchest_base("docker.io/orchest/base-kernel-py:v2022.04.0") == "orchest/base-kernel-py"
     assert orchest_base("orchestsoftware/custom-base-kernel-r") == "orchest/base-kernel-r"
@@ -77,6 +77,10 @@ def test_orchest_base_names_and_the_base_option():
     assert parse_bases(["orchest/base-kernel-r=my-r:12"]) == {"orchest/base-kernel-r": "my-r:12"}
     with pytest.raises(LayerError, match="--base 'my-r:12': expected ORCHEST_IMAGE=YOUR_IMAGE"):
         parse_bases(["my-r:12"])
+    assert cli_main(["environments", "build", str(tmp_path), "--base", "r=my-r:12"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "--base 'r=my-r:12': expected ORCHEST_IMAGE=YOUR_IMAGE with ORCHEST_IMAGE one of "
+        "orchest/base-kernel-py, orchest/base-kernel-py-gpu, orchest/base-kernel-r, ")
 
 
 @pytest.mark.docker
