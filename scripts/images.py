@@ -15,8 +15,10 @@ input changed (an existing tag means "already built"):
   and its shared libpython, nothing else: the base the tests give ``environments build
   --base orchest/base-kernel-r=...`` (which adds the SDK and kernels itself). About 280 MB.
 
-Run ``python scripts/images.py`` (root, Debian 12, a running Docker engine) to build them;
-it prints the tags. Work files live under ``<repo>/.cache/images/`` (git-ignored).
+Run ``python scripts/images.py`` (root, Debian 12, a running Docker engine) to build the
+first two (``python scripts/images.py r-base debian`` adds those); it prints the tags. The
+R base is built on demand by the test that uses it (about 2.5 minutes, mostly download).
+Work files live under ``<repo>/.cache/images/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -311,7 +313,12 @@ def main() -> int:
     import docker
 
     client = docker.from_env()
-    tags = {**ensure_all(client), "debian": debian_image(client), "r-base": r_base_image(client)}
+    tags = ensure_all(client)
+    extra = {"debian": debian_image, "r-base": r_base_image}
+    for name in sys.argv[1:]:  # built on demand only (the R test asks for them itself)
+        if name not in extra:
+            raise SystemExit(f"images: unknown image {name!r}; choose from {', '.join(extra)}")
+        tags[name] = extra[name](client)
     for name, tag in tags.items():
         print(f"{name}: {tag}")
     return 0
