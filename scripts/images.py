@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the local images the tests and the demo run steps in (there is no registry to pull from).
 
-Two images, each tagged ``NAME:<hash of every build input>`` so a build happens only when an
+Images, each tagged ``NAME:<hash of every build input>`` so a build happens only when an
 input changed (an existing tag means "already built"):
 
 * ``orchest-jobs-busybox``: ``FROM scratch`` + the host's static busybox with its applets in
@@ -11,9 +11,14 @@ input changed (an existing tag means "already built"):
   ``orchest-jobs-rootfs``) plus, copied into /usr/lib/python3/dist-packages, the real
   Orchest SDK (``orchest==0.3.11``, no deps) and what notebooks need (nbclient, nbconvert,
   ipykernel), installed on the host with ``pip install --target``.
+* ``orchest-jobs-r-base``: a Debian minbase rootfs with R, IRkernel, reticulate, python3
+  and its shared libpython, nothing else: the base the tests give ``environments build
+  --base orchest/base-kernel-r=...`` (which adds the SDK and kernels itself). About 280 MB.
 
-Run ``python scripts/images.py`` (root, Debian 12, a running Docker engine) to build both;
-it prints the tags. Work files live under ``<repo>/.cache/images/`` (git-ignored).
+Run ``python scripts/images.py`` (root, Debian 12, a running Docker engine) to build the
+first two (``python scripts/images.py r-base debian`` adds those); it prints the tags. The
+R base is built on demand by the test that uses it (about 2.5 minutes, mostly download).
+Work files live under ``<repo>/.cache/images/`` (git-ignored).
 """
 
 from __future__ import annotations
@@ -56,6 +61,15 @@ ENV PATH=/usr/local/bin:/usr/bin:/bin HOME=/root
 
 #: The Debian rootfs: suite, mirror and packages (python3 is what the SDK and notebooks need).
 DEBOOTSTRAP = ("bookworm", "http://deb.debian.org/debian", "minbase", ("python3",))
+#: The R base: R, IRkernel and reticulate (and the shared libpython reticulate loads) from
+#: Debian's packages, so the image build needs no CRAN.
+R_DEBOOTSTRAP = (
+    "bookworm",
+    "http://deb.debian.org/debian",
+    "minbase",
+    ("python3", "libpython3.11", "r-base-core", "r-cran-irkernel", "r-cran-reticulate"),
+)
+R_BASE_NAME = "orchest-jobs-r-base"
 #: Dropped from the rootfs to keep the image lean-ish (nothing at run time reads them).
 ROOTFS_PRUNE = (
     "usr/share/doc",
@@ -200,10 +214,11 @@ def busybox_image(client) -> str:
     return tag
 
 
-def _rootfs_image(client) -> str:
-    """A Debian minbase rootfs with python3, imported as an image (no Dockerfile can do this)."""
-    suite, mirror, variant, packages = DEBOOTSTRAP
-    tag = f"{ROOTFS_NAME}:{_input_hash(DEBOOTSTRAP, ROOTFS_PRUNE)}"
+def _rootfs_image(client, name: str = ROOTFS_NAME, spec: tuple = DEBOOTSTRAP) -> str:
+    """A Debian minbase rootfs with ``spec``'s packages (default: python3), imported as an
+    image (no Dockerfile can do this)."""
+    suite, mirror, variant, packages = spec
+    tag = f"{name}:{_input_hash(spec, ROOTFS_PRUNE)}"
     if _exists(client, tag):
         return tag
     if not shutil.which("debootstrap"):
@@ -212,7 +227,7 @@ def _rootfs_image(client) -> str:
     work = Path(tempfile.mkdtemp(prefix="rootfs-", dir=CACHE))
     try:
         root = work / "root"
-        _log(f"debootstrap {suite} (about a minute)")
+        _log(f"debootstrap {suite} with {', '.join(packages)} (a minute or more)")
         _run(
             "debootstrap",
             f"--variant={variant}",
@@ -277,6 +292,18 @@ def python_image(client) -> str:
     return tag
 
 
+def debian_image(client) -> str:
+    """The plain Debian rootfs with python3 only (a base like any user's)."""
+    with _lock():
+        return _rootfs_image(client)
+
+
+def r_base_image(client) -> str:
+    """Debian + R, IRkernel, reticulate, python3: a base for Orchest-like R environments."""
+    with _lock():
+        return _rootfs_image(client, R_BASE_NAME, R_DEBOOTSTRAP)
+
+
 def ensure_all(client) -> dict[str, str]:
     """Build what is missing; return ``{"python": tag, "busybox": tag}``."""
     return {"python": python_image(client), "busybox": busybox_image(client)}
@@ -285,7 +312,13 @@ def ensure_all(client) -> dict[str, str]:
 def main() -> int:
     import docker
 
-    tags = ensure_all(docker.from_env())
+    client = docker.from_env()
+    tags = ensure_all(client)
+    extra = {"debian": debian_image, "r-base": r_base_image}
+    for name in sys.argv[1:]:  # built on demand only (the R test asks for them itself)
+        if name not in extra:
+            raise SystemExit(f"images: unknown image {name!r}; choose from {', '.join(extra)}")
+        tags[name] = extra[name](client)
     for name, tag in tags.items():
         print(f"{name}: {tag}")
     return 0

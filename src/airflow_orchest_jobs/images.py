@@ -15,7 +15,7 @@ import io
 import re
 import tarfile
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ BUILD_FIX = (
     "build it with `airflow-orchest-jobs environments build PROJECT_DIR`, or set "
     "[orchest_jobs] environment_images to an image that exists"
 )
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
@@ -223,15 +224,26 @@ def release(client: docker.DockerClient, job_id: str, registry: str | None = Non
     return removed
 
 
-def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str) -> str:
-    """Orchest's environment build: the project copied in, the setup script run by bash."""
+def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str,
+                           layer: Sequence[str] = ()) -> str:
+    """Orchest's environment build: the project copied in, the setup script run by bash.
+
+    ``layer``: Dockerfile lines run before that (Orchest's layout, :mod:`.orchest_layer`);
+    kernels the setup script installs for root are then shared with every user too.
+    """
+    setup = "RUN bash < /orchest-setup/setup_script.sh && rm -rf /orchest-setup"
+    if layer:
+        from .orchest_layer import SHARE_ROOT_KERNELS
+
+        setup += " && " + SHARE_ROOT_KERNELS
     return "\n".join([
         f"FROM {base_image}",
+        *layer,  # first: its layers are shared by every environment on the same base
         f"LABEL {LABEL_PROJECT}={project_uuid} {LABEL_ENVIRONMENT}={env_uuid}",
         f"WORKDIR {PROJECT_DIR}",
         f"COPY project/ {PROJECT_DIR}/",
         "COPY setup_script.sh /orchest-setup/setup_script.sh",
-        "RUN bash < /orchest-setup/setup_script.sh && rm -rf /orchest-setup",
+        setup,
         "",
     ])
 
@@ -242,14 +254,37 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script: bytes) -> None:
-    """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script."""
+def _add_tree(tar: tarfile.TarFile, name: str, folder: Path) -> None:
+    """A host folder, owned by root and readable by every user whatever the host's umask."""
+    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        if info.isdir() or info.mode & 0o100:
+            info.mode = 0o755
+        elif not info.issym():
+            info.mode = 0o644
+        return info
+
+    tar.add(str(folder), arcname=name, filter=normalize)
+
+
+def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script: bytes,
+                   extra: Mapping[str, Path | bytes] | None = None) -> None:
+    """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script,
+    and ``extra`` entries (folders or contents; contents under ``*/bin/`` or named
+    ``*.sh`` are executable)."""
     from .core.snapshot.selection import select
 
     selection = select(project_dir)
     with tarfile.open(fileobj=handle, mode="w") as tar:
         _add_bytes(tar, "Dockerfile", dockerfile.encode())
         _add_bytes(tar, "setup_script.sh", setup_script, 0o755)
+        for name, source in (extra or {}).items():
+            if isinstance(source, Path):
+                _add_tree(tar, name, source)
+            else:
+                executable = "/bin/" in name or name.endswith(".sh")
+                _add_bytes(tar, name, source, 0o755 if executable else 0o644)
         folder = tarfile.TarInfo("project")
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(folder)
@@ -274,36 +309,88 @@ def build_environment(
     project_uuid: str,
     *,
     base_image: str | None = None,
+    orchest_bases: Mapping[str, str] | None = None,
     network_mode: str = "none",
     echo: Callable[[str], None] = lambda line: None,
 ) -> str:
-    """Build one environment's image; returns its tag. A failed setup script raises."""
+    """Build one environment's image; returns its tag. A failed setup script raises.
+
+    ``base_image`` replaces the environment's base. Otherwise, when its base is one of
+    Orchest's images and ``orchest_bases`` maps it (Orchest's name -> your image), the
+    build starts from your image with Orchest's layout added (:mod:`.orchest_layer`).
+    """
+    from . import orchest_layer
+
+    properties = environment.folder / "properties.json"
     base = base_image or environment.base_image
     if not base:
-        raise OrchestError.single(environment.folder / "properties.json", "base_image",
+        raise OrchestError.single(properties, "base_image",
                                   "is empty; name the image to build on (or pass --base-image)")
+    layer: list[str] = []
+    extra: dict[str, Path | bytes] = {}
+    mapped = None if base_image else orchest_layer.base_image_for(base, orchest_bases or {})
+    if mapped:
+        base, language = mapped
+        try:
+            facts = orchest_layer.probe(client, base)
+            packages = orchest_layer.packages_image(
+                client, orchest_layer.host_packages(facts, echo), echo)
+        except orchest_layer.LayerError as exc:
+            raise OrchestError.single(
+                properties, "base_image",
+                f"{environment.base_image} mapped to {base} (--base): {exc}") from exc
+        layer = orchest_layer.layer_dockerfile(language, facts, packages)
+        extra = orchest_layer.layer_files(language)
     script = environment.setup_script
     setup = script.read_bytes() if script.is_file() else b""
     tag = environment_image(project_uuid, environment.uuid)
-    dockerfile = environment_dockerfile(base, project_uuid, environment.uuid)
+    dockerfile = environment_dockerfile(base, project_uuid, environment.uuid, layer)
     with tempfile.TemporaryFile() as context:
-        _write_context(context, project_dir, dockerfile, setup)
+        _write_context(context, project_dir, dockerfile, setup, extra)
         context.seek(0)
         tail: list[str] = []
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag,
                                       network_mode=network_mode, rm=True, forcerm=True,
                                       decode=True):
             if "error" in chunk:
+                steps = [line for line in tail if line.startswith("Step ")]
+                if not steps or steps[-1].startswith("Step 1/"):  # FROM: the base itself
+                    raise OrchestError.single(
+                        properties, "base_image",
+                        f"cannot build on {base}: {chunk['error'].strip()}; "
+                        + _build_fix(environment.base_image, base, bool(mapped)))
+                lacking = [line for line in tail if line.startswith("orchest layer: ")]
+                if mapped and lacking:  # the base cannot carry Orchest's layout
+                    raise OrchestError.single(
+                        properties, "base_image",
+                        f"{environment.base_image} mapped to {base} (--base): "
+                        f"{lacking[-1][len('orchest layer: '):]}; add it to {base}, or map "
+                        f"{orchest_layer.orchest_base(environment.base_image)} to another "
+                        "image (--base NAME=IMAGE)")
                 raise OrchestError.single(
                     script, "", f"building {tag} on {base} failed: {chunk['error'].strip()}"
                     + (" (last output: " + " | ".join(tail[-5:]) + ")" if tail else "")
-                    + "; fix the setup script, or the base image (--base-image IMAGE builds "
-                    "on another one)")
-            line = str(chunk.get("stream", "")).rstrip()
-            if line:
+                    + "; " + _build_fix(environment.base_image, base, bool(mapped)))
+            # The engine colours a RUN's stderr; the colour codes stay out of messages.
+            for line in _ANSI.sub("", str(chunk.get("stream", ""))).rstrip().splitlines():
                 tail.append(line)
                 echo(line)
     return tag
+
+
+def _build_fix(env_base: str, base: str, mapped: bool) -> str:
+    """What to change after a failed build: the setup script, or the base."""
+    from .orchest_layer import orchest_base
+
+    canonical = orchest_base(env_base)
+    if canonical and not mapped:
+        return (f"{env_base} is Orchest's image: build an Orchest-like image on a base you "
+                f"have with --base {canonical}=IMAGE (any Debian/Ubuntu image with python3)")
+    if mapped:
+        return (f"fix the setup script, or give {canonical} another base (--base "
+                f"{canonical}=IMAGE; see README, \"Images that look like Orchest's\")")
+    return ("fix the setup script, or the base image (pull or build it first; --base-image "
+            "IMAGE builds on another one)")
 
 
 def build_environments(
@@ -312,18 +399,30 @@ def build_environments(
     project_uuid: str | None = None,
     base_image_override: str | None = None,
     *,
+    orchest_bases: Mapping[str, str] | None = None,
     network_mode: str = "none",
     echo: Callable[[str], None] = lambda line: None,
 ) -> dict[str, str]:
-    """Build every environment of the project: env uuid -> ``orchest-env-...:latest`` tag."""
+    """Build every environment of the project: env uuid -> ``orchest-env-...:latest`` tag.
+
+    ``orchest_bases`` maps Orchest's base images to yours (see :func:`build_environment`).
+    Every environment is tried; the problems of all that failed are raised together.
+    """
     project = Project(Path(project_dir).resolve())
     uuid = project_uuid or project.uuid
-    return {
-        env.uuid: build_environment(client, project.path, env, uuid,
-                                    base_image=base_image_override,
-                                    network_mode=network_mode, echo=echo)
-        for env in project.environments.values()
-    }
+    built: dict[str, str] = {}
+    problems: list[Problem] = []
+    for env in project.environments.values():
+        try:
+            built[env.uuid] = build_environment(client, project.path, env, uuid,
+                                                base_image=base_image_override,
+                                                orchest_bases=orchest_bases,
+                                                network_mode=network_mode, echo=echo)
+        except OrchestError as exc:
+            problems += exc.problems
+    if problems:
+        raise OrchestError(problems)
+    return built
 
 
 def environment_status(

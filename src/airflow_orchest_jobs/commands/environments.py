@@ -23,10 +23,20 @@ def register(subparsers) -> None:
     build = commands.add_parser(
         "build", help="build every environment image of a project",
         description="Build each environment: its base image, the project's files copied "
-        "to /project-dir, then setup_script.sh run by bash.")
+        "to /project-dir, then setup_script.sh run by bash. An environment on one of "
+        "Orchest's base images (orchest/base-kernel-py, -py-gpu, -r, -julia, -javascript) "
+        "mapped with --base is built on your image with Orchest's layout added: "
+        "/opt/conda/bin/python and CONDA_ENV=base, the language's Jupyter kernel, the "
+        "orchest SDK, nbclient/nbconvert/ipykernel (fetched by pip on this host; for R also "
+        "IRkernel and the SDK through reticulate, which the base must have).")
     build.add_argument("project", metavar="PROJECT_DIR", type=Path)
     build.add_argument("--base-image", metavar="IMAGE",
                        help="build on IMAGE instead of each environment's base_image")
+    build.add_argument("--base", metavar="ORCHEST_IMAGE=IMAGE", action="append",
+                       help="build environments whose base_image is ORCHEST_IMAGE (one of "
+                       "Orchest's, e.g. orchest/base-kernel-r) on IMAGE (a Debian/Ubuntu "
+                       "image with python3; with R for R) with Orchest's layout added; "
+                       "repeat for each Orchest image")
     build.add_argument("--network", metavar="MODE", default="none",
                        help="network of the setup script (default: none; use bridge when "
                        "it downloads packages)")
@@ -48,14 +58,20 @@ def _docker_url(args: argparse.Namespace) -> str:
 
 def run_build(args: argparse.Namespace) -> int:
     from ..images import DockerUnavailable, build_environments, docker_client
+    from ..orchest_layer import LayerError, parse_bases
 
+    try:
+        orchest_bases = parse_bases(args.base)
+    except LayerError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         client = docker_client(_docker_url(args))
     except DockerUnavailable as exc:
         print(exc, file=sys.stderr)
         return 1
     built = build_environments(client, args.project, base_image_override=args.base_image,
-                               network_mode=args.network,
+                               orchest_bases=orchest_bases, network_mode=args.network,
                                echo=lambda line: print(line, file=sys.stderr))
     if not built:
         print(f"{args.project}: no environments in .orchest/environments/", file=sys.stderr)

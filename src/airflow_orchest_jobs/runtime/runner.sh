@@ -2,8 +2,9 @@
 #
 # Usage: sh /orchest-runner/runner.sh STEP_FILE     (mounted read-only, never baked in)
 #
-# The interpreter follows the lower-cased extension: .ipynb -> python3 notebook.py,
-# .py -> python3 (or python), .sh or none -> bash, .r -> Rscript, .jl -> julia,
+# The interpreter follows the lower-cased extension, as Orchest's run.py chose it: .ipynb
+# -> notebook.py, .py -> the conda env's python (CONDA_ENV, see below) or python3,
+# .sh or none -> bash, .r -> Rscript, .jl -> julia,
 # .js -> node. Output goes to stdout (the Airflow task log) and, as in Orchest, to
 # /project-dir/.orchest/pipelines/$ORCHEST_PIPELINE_UUID/logs/$ORCHEST_STEP_UUID.log.
 # The step's exit status is the runner's. A missing interpreter exits 127 with one line
@@ -43,12 +44,38 @@ missing() {
     exit 127
 }
 
+# Orchest ran .py files with "$python_env/bin/python", python_env being /opt/conda for
+# CONDA_ENV=base and /opt/conda/envs/$CONDA_ENV otherwise. Sets conda_python to that
+# path; fails when CONDA_ENV is unset or empty, or the image has no /opt/conda at all
+# (then python3 from PATH serves, as in any image without conda).
+conda_env_python() {
+    [ -n "${CONDA_ENV:-}" ] && [ -d /opt/conda ] || return 1
+    if [ "$CONDA_ENV" = base ]; then
+        conda_python=/opt/conda/bin/python
+    else
+        conda_python="/opt/conda/envs/$CONDA_ENV/bin/python"
+    fi
+}
+
+# python3, else python, from PATH: for images without conda.
+path_python() {
+    if have python3; then
+        path_python=python3
+    elif have python; then
+        path_python=python
+    else
+        missing python3
+    fi
+}
+
 if [ ! -f "$step_file" ]; then
     say "step file $step_file not found in the run's project copy"
     exit 2
 fi
 cd "$(dirname "$step_file")" || exit 2
 
+# The extension of the file's name (Orchest looked at the project-relative path, so a
+# dot in a folder name made an extensionless file fail there; here it runs with bash).
 name=${step_file##*/}
 case "$name" in
     *.*) ext=$(printf '%s' "${name##*.}" | tr '[:upper:]' '[:lower:]') ;;
@@ -57,16 +84,26 @@ esac
 
 case "$ext" in
     ipynb)
-        have python3 || missing python3
-        set -- python3 "$runner_dir/notebook.py" "$step_file"
+        # Orchest's notebook kernels were those of /opt/conda (its base env): notebook.py
+        # runs there when the image has it, so a kernelspec naming plain "python" starts
+        # that interpreter too.
+        if [ -x /opt/conda/bin/python ]; then
+            set -- /opt/conda/bin/python "$runner_dir/notebook.py" "$step_file"
+        else
+            path_python
+            set -- "$path_python" "$runner_dir/notebook.py" "$step_file"
+        fi
         ;;
     py)
-        if have python3; then
-            set -- python3 "$step_file"
-        elif have python; then
-            set -- python "$step_file"
+        if conda_env_python; then
+            if [ ! -x "$conda_python" ]; then
+                say "the image $image has no $conda_python (Orchest runs .py steps with the Python of the conda env CONDA_ENV=$CONDA_ENV names, needed to run $step_file); create that env in the environment's setup_script.sh or set CONDA_ENV to an env the image has"
+                exit 127
+            fi
+            set -- "$conda_python" "$step_file"
         else
-            missing python3
+            path_python
+            set -- "$path_python" "$step_file"
         fi
         ;;
     sh | "")
