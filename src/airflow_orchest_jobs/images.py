@@ -254,18 +254,20 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) 
     tar.addfile(info, io.BytesIO(data))
 
 
-def _add_tree(tar: tarfile.TarFile, name: str, folder: Path) -> None:
-    """A host folder, owned by root and readable by every user whatever the host's umask."""
-    def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        if info.isdir() or info.mode & 0o100:
-            info.mode = 0o755
-        elif not info.issym():
-            info.mode = 0o644
-        return info
+def root_readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A tar member owned by root and readable by every user, whatever the host's umask."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if info.isdir() or info.mode & 0o100:
+        info.mode = 0o755
+    elif not info.issym():
+        info.mode = 0o644
+    return info
 
-    tar.add(str(folder), arcname=name, filter=normalize)
+
+def _add_tree(tar: tarfile.TarFile, name: str, folder: Path) -> None:
+    """A host folder, owned by root and readable by every user."""
+    tar.add(str(folder), arcname=name, filter=root_readable)
 
 
 def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script: bytes,

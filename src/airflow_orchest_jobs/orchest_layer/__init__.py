@@ -259,17 +259,6 @@ def host_packages(facts: BaseFacts, echo: Callable[[str], None] = lambda line: N
     return done
 
 
-def _readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """Owned by root, readable by every user whatever the host's umask."""
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    if info.isdir() or info.mode & 0o100:
-        info.mode = 0o755
-    elif not info.issym():
-        info.mode = 0o644
-    return info
-
-
 def packages_image(client: docker.DockerClient, packages: Path,
                    echo: Callable[[str], None] = lambda line: None) -> str:
     """``orchest-jobs-layer-packages:<key>`` (``FROM scratch``: /site, /jupyter), built once.
@@ -278,6 +267,8 @@ def packages_image(client: docker.DockerClient, packages: Path,
     packages (about 250 MB, mostly pyarrow) in its own build context.
     """
     import docker.errors
+
+    from ..images import root_readable
 
     tag = f"{PACKAGES_IMAGE}:{packages.name}"
     with contextlib.suppress(docker.errors.ImageNotFound):
@@ -291,7 +282,7 @@ def packages_image(client: docker.DockerClient, packages: Path,
             info.size = len(dockerfile)
             tar.addfile(info, io.BytesIO(dockerfile))
             for name in ("site", "jupyter"):
-                tar.add(str(packages / name), arcname=name, filter=_readable)
+                tar.add(str(packages / name), arcname=name, filter=root_readable)
         context.seek(0)
         for chunk in client.api.build(fileobj=context, custom_context=True, tag=tag,
                                       network_mode="none", rm=True, forcerm=True,
