@@ -175,7 +175,8 @@ class FinalizeOperator(BaseOperator):
         verdict = self._verdict(context)
         try:
             end_job_run(settings, job, job.dag_id, run_id)
-            mark_finished(root)
+            if root.is_dir():  # a job run that ended before its plan has no folder
+                mark_finished(root)
             retired = retire(settings.store_dir, job.dag_id, job.max_retained_pipeline_runs,
                              settings.docker_url).as_dict()
         except OSError as exc:
