@@ -62,8 +62,14 @@ def test_a_secret_a_step_prints_never_reaches_the_run_folder(settings, monkeypat
     monkeypatch.setenv("AIRFLOW_CONN_ORCHEST_SEC_DB",
                        "postgres://user:pa%24s-91c2-never-in-files@db:5432/x")
     root = settings.projects_dir / "secrets"
-    write_project(root, pipeline_doc([step("speak", "speak.py", title="speak")],
-                                     uuid="sec-pipeline"), files={"speak.py": SPEAK})
+    from tests.airflow.test_notebooks import code, notebook
+
+    saved = notebook(code("import os\nprint('nb token', os.environ['TOKEN'])\n"
+                          "os.environ['PEM']"))
+    write_project(root, pipeline_doc([step("speak", "speak.py", title="speak"),
+                                      step("nb", "nb.ipynb", title="nb")],
+                                     uuid="sec-pipeline"),
+                  files={"speak.py": SPEAK, "nb.ipynb": json.dumps(saved)})
     (root / "job.job.json").write_text(json.dumps({"pipeline": "main.orchest", "env_variables": {
         "TOKEN": {"airflow_variable": "orchest_sec_token"},
         "PEM": {"airflow_variable": "orchest_sec_pem"},
@@ -87,6 +93,8 @@ def test_a_secret_a_step_prints_never_reaches_the_run_folder(settings, monkeypat
     assert "token is ***" in text and "split *** done" in text
     assert "key ***\n***\n***\n***\n" in text  # each line of a multi-line value
     assert "x" * 1000 + "***" in text
+    html = (log.parents[4] / "nb.html").read_text()
+    assert "nb token ***" in html  # the executed notebook's outputs are redacted too
 
 
 LIMITS = """\

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 #: Labels on every step container (find or clean a run's containers by them).
 LABEL_RUN = "orchest-jobs.run-uuid"
+#: The names of the step's secret variables, for the notebook runner (not the values).
+SECRET_NAMES_VARIABLE = "ORCHEST_JOBS_SECRET_NAMES"
 #: The job run (``dag_id/run_id``), as on its services: ``finalize`` sweeps by it.
 LABEL_JOB_RUN = LABEL_JOB
 LABEL_STEP = "orchest-jobs.step-uuid"
@@ -276,8 +278,11 @@ class OrchestStepOperator(DockerOperator):
         for name in ORCHEST_NAMES:  # Orchest's own names win over user ones
             private.pop(name, None)
         self._private_environment = {**self._private_environment, **private}
-        #: Kept out of the step's log file (its output is redacted on the worker).
+        #: Kept out of the step's log file (its output is redacted on the worker) and,
+        #: by name, out of an executed notebook's outputs (runtime/notebook.py).
         self._secret_values = [value for value in private.values() if value]
+        env[SECRET_NAMES_VARIABLE] = ",".join(sorted(name for name, value in private.items()
+                                                     if value))
         self.command = step_command(self.pipeline, self.step)
         self.working_dir = step_working_dir(self.pipeline, self.step)
         runner = stage_runner(run.run_dir / "runner")
