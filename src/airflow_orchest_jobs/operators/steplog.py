@@ -95,14 +95,18 @@ def open_log_file(project_dir: Path, relative: str, owner: tuple[int, int] | Non
                 os.mkdir(folder, 0o775, dir_fd=fd)
                 made = True
             child = os.open(folder, _DIR_FLAGS, dir_fd=fd)
-            if made and owner is not None and os.geteuid() == 0:
-                os.fchown(child, *owner)
+            if made:
+                os.fchmod(child, 0o775)
+                if owner is not None and os.geteuid() == 0:
+                    os.fchown(child, *owner)
             os.close(fd)
             fd = child
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=fd)
-        return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        file = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                        | os.O_CLOEXEC, 0o664, dir_fd=fd)
+        os.fchmod(file, 0o664)  # group-writable whatever the umask, as Orchest's files
+        return file
     finally:
         os.close(fd)
 
