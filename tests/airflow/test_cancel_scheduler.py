@@ -22,6 +22,7 @@ from tests.orchest_factory import pipeline_doc, step, write_project
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
 SLEEPER = """\
+import time
 print("sleeping", flush=True)
 time.sleep(300)
 """
