@@ -355,8 +355,10 @@ class OrchestStepOperator(DockerOperator):
         if self._killed:  # on_kill ran while the container was being created
             self._remove_container(stop=False)
             raise RuntimeError("Killed while the step's container was being created")
+        # stdout and stderr apart: each is redacted by whole lines of its own (the engine
+        # may interleave a line of one inside a half-written line of the other).
         stream = self.cli.attach(container=self.container["Id"], stdout=True, stderr=True,
-                                 stream=True)
+                                 stream=True, demux=True)
         tail: deque[str] = deque(maxlen=100)
 
         def show(lines: list[bytes]) -> None:
@@ -367,15 +369,18 @@ class OrchestStepOperator(DockerOperator):
 
         uid, gid = (int(part) for part in self.user.split(":"))
         with step_log(self._project_dir, self._log_relative, self._secret_values,
-                      self.log, (uid, gid)) as (redactor, log_file):
+                      self.log, (uid, gid)) as (redactors, log_file):
             self.cli.start(self.container["Id"])
-            for chunk in stream:
-                lines = redactor.feed(chunk)
-                log_file.write(lines)
-                show(lines)
-            rest = redactor.finish()
-            log_file.write(rest)
-            show(rest)
+            for frame in stream:
+                for redactor, chunk in zip(redactors, frame, strict=True):
+                    if chunk:
+                        lines = redactor.feed(chunk)
+                        log_file.write(lines)
+                        show(lines)
+            for redactor in redactors:
+                rest = redactor.finish()
+                log_file.write(rest)
+                show(rest)
         result = self.cli.wait(self.container["Id"])
         if result["StatusCode"] != 0:
             raise DockerContainerFailedException(f"Docker container failed: {result!r}",

@@ -150,11 +150,12 @@ class StepLogFile:
 @contextlib.contextmanager
 def step_log(project_dir: Path, relative: str, secrets: Iterable[str], log,
              owner: tuple[int, int] | None = None
-             ) -> Iterator[tuple[LineRedactor, StepLogFile]]:
-    """The redactor and the file (closed at the end; the caller writes ``finish()``)."""
-    redactor = LineRedactor(secret_patterns(secrets, min_secret_length()))
+             ) -> Iterator[tuple[tuple[LineRedactor, LineRedactor], StepLogFile]]:
+    """A redactor for stdout and one for stderr, and the file (closed at the end; the
+    caller writes what ``finish()`` returns)."""
+    patterns = secret_patterns(secrets, min_secret_length())
     file = StepLogFile(project_dir, relative, log, owner)
     try:
-        yield redactor, file
+        yield (LineRedactor(patterns), LineRedactor(patterns)), file
     finally:
         file.close()
