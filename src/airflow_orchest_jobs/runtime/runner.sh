@@ -6,9 +6,10 @@
 # .py -> python3 (or python), .sh or none -> bash, .r -> Rscript, .jl -> julia,
 # .js -> node. Output goes to stdout/stderr only: the worker shows it in the Airflow task
 # log and writes Orchest's .orchest/pipelines/<pipeline>/logs/<step>.log from it, with
-# the run's secrets redacted (a step never writes that file). The step's exit status is the runner's. A missing interpreter exits 127 with one line
-# naming the image ($ORCHEST_RUNNER_IMAGE) and the program. SIGTERM (docker stop) goes
-# to every process of the step at once; the runner then exits with the step's status.
+# the run's secrets redacted (a step never writes that file). The step's exit status
+# is the runner's. A missing interpreter exits 127 with one line naming the image
+# ($ORCHEST_RUNNER_IMAGE) and the program. SIGTERM (docker stop) goes to every process
+# of the step at once; the runner then exits with the step's status.
 
 # As in Orchest: files a step creates are group-writable.
 umask 002
