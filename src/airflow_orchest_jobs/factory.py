@@ -232,7 +232,7 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
 
     ``max_map_length``: Airflow's ``[core] max_map_length``, read once per parse.
     """
-    from airflow.sdk import DAG, task, task_group
+    from airflow.sdk import DAG, TriggerRule, task, task_group
 
     from .operators.snapshot import OrchestSnapshotOperator
     from .views.triggerform import fits_in_form
@@ -304,10 +304,15 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
             group_id = "pipeline_run" if lane == 0 else f"pipeline_run_{lane + 1}"
             groups.append(group(group_id, plan_slice(planned)))
 
-        # A teardown: runs whatever the pipeline runs did, and does not decide the DAG
-        # run's state (a failed pipeline run still fails the DAG run).
+        # The job run's verdict: a teardown (a cancel never skips it, and clearing a run
+        # clears it) that decides the DAG run's state (on_failure_fail_dagrun makes it
+        # the one leaf) and runs whatever happened (all_done; a teardown's own rule
+        # would skip it after a skipped snapshot, and the skipped leaves of a job run
+        # cancelled early would make the DAG run a success). It fails when any task of
+        # the job run failed or was skipped (FinalizeOperator).
         finished = FinalizeOperator(task_id="finalize", job=job).as_teardown(
-            setups=snapshot)
+            setups=snapshot, on_failure_fail_dagrun=True)
+        finished.trigger_rule = TriggerRule.ALL_DONE
         for group in groups:
             group >> finished
     # The trigger form, attached once the tasks exist: every operator created inside a

@@ -56,6 +56,21 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "65534:65534 (nobody) when the worker runs as root; 0:0 runs steps as root.",
         "",
     ),
+    "step_memory_limit": (
+        "Memory a step container may use (bytes, or with a k/m/g suffix, e.g. 8g; swap "
+        "included); 0: no limit (Orchest's default: data steps' needs vary too much for one).",
+        "0",
+    ),
+    "step_pids_limit": (
+        "At most this many processes and threads in a step container (a fork bomb stops "
+        "there); 0: no limit.",
+        "1024",
+    ),
+    "step_tmp_size": (
+        "Size of a step container's private tmpfs /tmp (it is memory; bytes or k/m/g, e.g. "
+        "1g); 0: the engine's default (half the host's memory).",
+        "1g",
+    ),
 }
 
 
@@ -70,6 +85,9 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "registry": ("string", "registry.example.com:5000/orchest"),
     "max_parallel_pipeline_runs": ("integer", "4"),
     "step_user": ("string", "1000:1000"),
+    "step_memory_limit": ("string", "8g"),
+    "step_pids_limit": ("integer", "4096"),
+    "step_tmp_size": ("string", "2g"),
 }
 
 
@@ -96,6 +114,10 @@ class Settings:
     registry: str = ""
     step_user: str = ""
     max_parallel_pipeline_runs: int = 0
+    #: Step container limits in bytes / processes; 0: none (see OPTIONS).
+    step_memory_limit: int = 0
+    step_pids_limit: int = 1024
+    step_tmp_size: int = 1 << 30
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str | None]) -> Settings:
@@ -134,6 +156,9 @@ class Settings:
             step_user=_check_user(values.get("step_user") or ""),
             max_parallel_pipeline_runs=_check_count("max_parallel_pipeline_runs",
                                                     get("max_parallel_pipeline_runs")),
+            step_memory_limit=_check_size("step_memory_limit", get("step_memory_limit")),
+            step_pids_limit=_check_count("step_pids_limit", get("step_pids_limit")),
+            step_tmp_size=_check_size("step_tmp_size", get("step_tmp_size")),
         )
 
     @classmethod
@@ -163,6 +188,19 @@ def _check_count(key: str, value: str) -> int:
         raise OrchestError.single(f"[{SECTION}] {key}", "", f"{value!r} is not a whole number "
                                   ">= 0; write e.g. 4, or 0 for no limit")
     return count
+
+
+_SIZE = re.compile(r"(\d+)\s*([kmg]?)b?", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def _check_size(key: str, value: str) -> int:
+    """A size in bytes from ``1073741824``, ``1024m`` or ``1g`` (binary units, as Docker)."""
+    found = _SIZE.fullmatch(value.strip())
+    if not found:
+        raise OrchestError.single(f"[{SECTION}] {key}", "", f"{value!r} is not a size; write "
+                                  "bytes or a number with k, m or g (e.g. 1g), or 0 for none")
+    return int(found.group(1)) * _UNITS[found.group(2).lower()]
 
 
 _REGISTRY = re.compile(r"(https?://)?[A-Za-z0-9][A-Za-z0-9.-]*(:\d+)?(/[a-z0-9][a-z0-9._/-]*)?")

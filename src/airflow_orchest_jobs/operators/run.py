@@ -157,6 +157,94 @@ def end_job_run(settings: Settings, job: JobDefinition, dag_id: str, run_id: str
             log.info("Removed %d service container(s) left by unfinished runs", removed)
 
 
+#: Seconds before a second sweep when the first removed a step's container: a killed
+#: step task may still be ending (Airflow gives it 5 s) when ``finalize`` starts.
+SWEEP_AGAIN_AFTER = 6
+
+
+def remove_job_run_containers(settings: Settings, job_run_key: str, run_root: Any) -> int:
+    """Every container left by the job run (steps, services, holders; labelled with
+    ``job_run_key``), on this worker's engine and on every other engine its steps ran on
+    (the engines recorded in its run folders); how many were removed."""
+    from ..images import docker_client
+
+    cli = docker_client(settings.docker_url).api
+    try:
+        from ..hosts import engine_identity
+
+        local = engine_identity(cli)
+        removed, steps = _remove_labelled(cli, job_run_key)
+        if steps:
+            time.sleep(SWEEP_AGAIN_AFTER)
+            removed += _remove_labelled(cli, job_run_key)[0]
+    finally:
+        cli.close()
+    for url in _other_engines(run_root, local):
+        removed += _remove_remote(url, job_run_key)
+    return removed
+
+
+def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
+    """Force-remove the job run's containers on one engine: (removed, of which steps)."""
+    import docker.errors
+
+    from ..hosts import LABEL_STEP
+
+    removed = steps = 0
+    for box in cli.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_run_key}"]}):
+        try:
+            cli.remove_container(box["Id"], force=True)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: already being removed
+                log.warning("Could not remove container %s: %s", box["Id"][:12], exc)
+                continue
+        removed += 1
+        steps += LABEL_STEP in (box.get("Labels") or {})
+    return removed, steps
+
+
+def _other_engines(run_root: Any, local: str) -> dict[str, str]:
+    """{docker_url: engine identity} of the engines the job run's steps recorded, but
+    this worker's."""
+    import json
+    from pathlib import Path
+
+    from ..hosts import RECORDS
+
+    engines: dict[str, str] = {}
+    for path in Path(run_root).glob(f"*/{RECORDS}/*.json"):
+        try:
+            records = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for record in records if isinstance(records, list) else []:
+            if isinstance(record, dict) and record.get("engine") not in (None, local) \
+                    and record.get("docker_url"):
+                engines[str(record["docker_url"])] = str(record["engine"])
+    return engines
+
+
+def _remove_remote(url: str, job_run_key: str) -> int:
+    import docker
+
+    from ..hosts import REMOTE_TIMEOUT
+
+    try:
+        cli = docker.APIClient(base_url=url, timeout=REMOTE_TIMEOUT)
+    except docker.errors.DockerException as exc:
+        log.warning("Engine %s not reachable (%s): its host is taken to be gone", url, exc)
+        return 0
+    try:
+        return _remove_labelled(cli, job_run_key)[0]
+    except (docker.errors.DockerException, OSError) as exc:
+        log.warning("Engine %s not reachable (%s): its host is taken to be gone", url, exc)
+        return 0
+    finally:
+        cli.close()
+
+
 def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
     """Service containers of this DAG's job runs that are over (a killed worker's)."""
     def dead(job_run_key: str) -> bool:

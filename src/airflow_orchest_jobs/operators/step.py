@@ -43,6 +43,7 @@ from ..core.contract import (
 )
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
 from ..core.rundesc import RunDescription, describe
+from ..core.services import LABEL_JOB
 from ..core.settings import step_owner
 from ..hosts import claim_engine
 from ..images import describe_key, image_key, unreachable_message
@@ -56,11 +57,18 @@ if TYPE_CHECKING:
 
 #: Labels on every step container (find or clean a run's containers by them).
 LABEL_RUN = "orchest-jobs.run-uuid"
+#: The names of the step's secret variables, for the notebook runner (not the values).
+SECRET_NAMES_VARIABLE = "ORCHEST_JOBS_SECRET_NAMES"
+#: The job run (``dag_id/run_id``), as on its services: ``finalize`` sweeps by it.
+LABEL_JOB_RUN = LABEL_JOB
 LABEL_STEP = "orchest-jobs.step-uuid"
 LABEL_PIPELINE = "orchest-jobs.pipeline-uuid"
 LABEL_PROJECT = "orchest-jobs.project-uuid"
-#: Seconds a killed step gets to stop after SIGTERM before it is killed.
+#: Seconds a step stopped by fail-fast gets after SIGTERM before the engine kills it.
 STOP_TIMEOUT = 5
+#: The same for a killed task (a cancel): well inside Airflow's 5 s between the task
+#: process's SIGTERM and its SIGKILL, so the container is removed before that.
+ON_KILL_STOP_TIMEOUT = 2
 #: Seconds between two looks at the run's fail-fast marker while a step runs.
 WATCH_INTERVAL = 0.5
 #: Keys a mapped run key needs; a run given whole needs these too.
@@ -120,6 +128,7 @@ class OrchestStepOperator(DockerOperator):
         #: The run has services: join its holder's network namespace (see operators.run).
         self.joins_run_namespace = joins_run_namespace
         self.image_key = image_key(step)
+        self._killed = False
 
     def execute(self, context: Context) -> Any:
         run = _describe(self.run, self.job_run)
@@ -230,13 +239,23 @@ class OrchestStepOperator(DockerOperator):
                 f"its output is above and in {log_file}")
 
     def on_kill(self) -> None:
-        """Stop and remove the step's container (a killed task leaves nothing running)."""
-        self._remove_container(stop=True)
+        """Stop and remove the step's container at once (a killed task leaves nothing).
+
+        Airflow kills the task process ``KILL_GRACE`` seconds after its SIGTERM, so the
+        step gets a shorter grace (``ON_KILL_STOP_TIMEOUT``) before the engine kills it,
+        then the container is removed; one still being created is removed by
+        ``_run_container``; the job run's ``finalize`` sweeps whatever is left.
+        """
+        self._killed = True
+        self._remove_container(stop=True, timeout=ON_KILL_STOP_TIMEOUT)
 
     def _configure(self, run: RunDescription) -> None:
         """The run contract as DockerOperator settings."""
         from docker.types import Mount
 
+        from ..config import load_settings
+
+        self._limits = load_settings()
         image = run.images.get(self.image_key)
         if not image:
             raise user_error(f"this run has no image for {describe_key(self.image_key)} "
@@ -259,6 +278,11 @@ class OrchestStepOperator(DockerOperator):
         for name in ORCHEST_NAMES:  # Orchest's own names win over user ones
             private.pop(name, None)
         self._private_environment = {**self._private_environment, **private}
+        #: Kept out of the step's log file (its output is redacted on the worker) and,
+        #: by name, out of an executed notebook's outputs (runtime/notebook.py).
+        self._secret_values = [value for value in private.values() if value]
+        env[SECRET_NAMES_VARIABLE] = ",".join(sorted(name for name, value in private.items()
+                                                     if value))
         self.command = step_command(self.pipeline, self.step)
         self.working_dir = step_working_dir(self.pipeline, self.step)
         runner = stage_runner(run.run_dir / "runner")
@@ -270,10 +294,13 @@ class OrchestStepOperator(DockerOperator):
             Mount(PROJECT_DIR, str(run.project_dir), type="bind"),
             Mount(DATA_DIR, str(self.data_dir), type="bind"),
             Mount(RUNNER_DIR, str(runner), type="bind", read_only=True),
-            Mount("/tmp", None, type="tmpfs"),
+            Mount("/tmp", None, type="tmpfs", tmpfs_size=self._limits.step_tmp_size or None),
         ]
         self.labels = {LABEL_RUN: run.run_uuid, LABEL_STEP: self.step.uuid,
-                       LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid}
+                       LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid,
+                       LABEL_JOB_RUN: run.job.job_run_key}
+        self._project_dir = run.project_dir
+        self._log_relative = step_log_path(self.pipeline.uuid, self.step.uuid)
 
     def _connect(self) -> None:
         """Reach the engine now, with a message naming the URL (Airflow retries apply)."""
@@ -287,8 +314,8 @@ class OrchestStepOperator(DockerOperator):
     def _run_step(self, context: Context) -> Any:
         """Run the container; an image present locally is never pulled.
 
-        DockerOperator looks an image up by reference, which an image id never matches,
-        so it would try to pull ``sha256:...``; local images go straight to the run.
+        An image id (``sha256:...``) never matches a pull; a registry digest is pulled
+        first (docker-py's ``pull``), then run like a local one.
         """
         import docker.errors
 
@@ -300,10 +327,66 @@ class OrchestStepOperator(DockerOperator):
 
                 raise user_error(missing_image_message(
                     self.image, describe_key(self.image_key), self.docker_url)) from None
-            return super().execute(context)  # a registry digest: pull it, then run
-        return self._run_image()
+            self.log.info("Pulling %s", self.image)
+            self.cli.pull(self.image)
+        self._run_container()
 
-    def _remove_container(self, *, stop: bool) -> None:
+    def _run_container(self) -> None:
+        """Create, start and follow the step's container (docker-py's API, with the limits
+        of ``[orchest_jobs]``); its output goes to the task log and, redacted, to the
+        step's log file in the run's project copy."""
+        from collections import deque
+
+        from .steplog import step_log
+
+        limits = self._limits
+        host_config = self.cli.create_host_config(
+            auto_remove=False, mounts=self.mounts, network_mode=self.network_mode,
+            mem_limit=limits.step_memory_limit or None,
+            memswap_limit=limits.step_memory_limit or None,
+            pids_limit=limits.step_pids_limit or None)
+        if self._killed:
+            raise RuntimeError("Killed before the step's container was created")
+        self.container = self.cli.create_container(
+            image=self.image, command=self.command, user=self.user,
+            environment={**self.environment, **self._private_environment},
+            working_dir=self.working_dir, labels=self.labels, tty=False,
+            host_config=host_config)
+        if self._killed:  # on_kill ran while the container was being created
+            self._remove_container(stop=False)
+            raise RuntimeError("Killed while the step's container was being created")
+        # stdout and stderr apart: each is redacted by whole lines of its own (the engine
+        # may interleave a line of one inside a half-written line of the other).
+        stream = self.cli.attach(container=self.container["Id"], stdout=True, stderr=True,
+                                 stream=True, demux=True)
+        tail: deque[str] = deque(maxlen=100)
+
+        def show(lines: list[bytes]) -> None:
+            for line in lines:
+                text = line.decode(errors="replace").rstrip("\r\n")
+                self.log.info("%s", text)
+                tail.append(text)
+
+        uid, gid = (int(part) for part in self.user.split(":"))
+        with step_log(self._project_dir, self._log_relative, self._secret_values,
+                      self.log, (uid, gid)) as (redactors, log_file):
+            self.cli.start(self.container["Id"])
+            for frame in stream:
+                for redactor, chunk in zip(redactors, frame, strict=True):
+                    if chunk:
+                        lines = redactor.feed(chunk)
+                        log_file.write(lines)
+                        show(lines)
+            for redactor in redactors:
+                rest = redactor.finish()
+                log_file.write(rest)
+                show(rest)
+        result = self.cli.wait(self.container["Id"])
+        if result["StatusCode"] != 0:
+            raise DockerContainerFailedException(f"Docker container failed: {result!r}",
+                                                 logs=list(tail))
+
+    def _remove_container(self, *, stop: bool, timeout: float = STOP_TIMEOUT) -> None:
         import docker.errors
 
         container = self.container
@@ -312,7 +395,8 @@ class OrchestStepOperator(DockerOperator):
         try:
             if stop:
                 self.log.info("Stopping step container %s", container["Id"][:12])
-                self.cli.stop(container["Id"], timeout=STOP_TIMEOUT)
+                with contextlib.suppress(docker.errors.APIError):
+                    self.cli.stop(container["Id"], timeout=timeout)
             self.cli.remove_container(container["Id"], force=True)
         except docker.errors.NotFound:
             pass

@@ -106,8 +106,49 @@ def cleanup_task(run, job_run):
     return cleanup(run, job_run)
 
 
+#: Task states that keep a job run from succeeding, and how the verdict names them.
+NOT_SUCCESS = {"failed": "failed", "upstream_failed": "not started (upstream failed)",
+               "skipped": "skipped"}
+
+
+def job_run_verdict(states: dict[str, Any], task_ids: set[str], ignored: set[str]
+                    ) -> str | None:
+    """Why the job run did not succeed (None: it did), from its task states.
+
+    ``states``: ``{task_id or task_id_mapindex: state}`` (Airflow's task-states answer);
+    ``ignored``: the teardowns (their own outcome never decides, as in Airflow). A skipped
+    task is not a success: a job run or pipeline run cancelled (marked failed) before
+    the task ran, or a step that fail-fast stopped (its run has a failed step too).
+    """
+    found: dict[str, list[str]] = {}
+    for key, state in states.items():
+        task_id, _, index = key.rpartition("_")
+        if key in task_ids or not index.isdigit() or task_id not in task_ids:
+            task_id, index = key, ""
+        if task_id in ignored or str(state) not in NOT_SUCCESS:
+            continue
+        found.setdefault(str(state), []).append(f"{task_id}[{index}]" if index else task_id)
+    if not found:
+        return None
+    parts = []
+    for state, keys in found.items():
+        shown = ", ".join(sorted(keys)[:5]) + (", ..." if len(keys) > 5 else "")
+        parts.append(f"{len(keys)} task(s) {NOT_SUCCESS[state]} ({shown})")
+    hint = (" Skipped tasks: the job run or a pipeline run was cancelled (marked failed) "
+            "before they ran, or fail-fast stopped them." if "skipped" in found else "")
+    return "This job run did not succeed: " + "; ".join(parts) + "." + hint
+
+
 class FinalizeOperator(BaseOperator):
-    """Mark the DAG run's runs finished, then apply the job's retention (a teardown)."""
+    """The job run's last task (a teardown that decides the DAG run's state).
+
+    Removes every container the job run left (steps of killed tasks, services) on every
+    engine it used, gives back its run slots, marks its runs finished and applies the
+    job's retention; then fails when any task of the job run did not succeed. The
+    factory makes it the DAG's one leaf (``on_failure_fail_dagrun``) that runs whatever
+    happened (``all_done``): Airflow's own rule would call a job run cancelled before its
+    steps started a success (every leaf ``skipped``).
+    """
 
     ui_color = "#e8f4fd"
     template_fields: Sequence[str] = ()
@@ -117,14 +158,49 @@ class FinalizeOperator(BaseOperator):
         self.job = job
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.sdk.exceptions import AirflowFailException
+
         from ..config import load_settings
         from ..core.retention import mark_finished
         from ..retire import retire
-        from .run import end_job_run
+        from .run import end_job_run, remove_job_run_containers
         from .snapshot import run_root
 
         settings, job, run_id = load_settings(), self.job, context["dag_run"].run_id
-        end_job_run(settings, job, job.dag_id, run_id)
-        mark_finished(run_root(settings, job.dag_id, run_id))
-        return retire(settings.store_dir, job.dag_id, job.max_retained_pipeline_runs,
-                      settings.docker_url).as_dict()
+        root = run_root(settings, job.dag_id, run_id)
+        try:
+            removed = remove_job_run_containers(settings, f"{job.dag_id}/{run_id}", root)
+        except Exception as exc:  # the engine gone: the run's own outcome still decides
+            self.log.warning("Could not look for containers the job run left on %s: %s",
+                             settings.docker_url, exc)
+            removed = 0
+        if removed:
+            self.log.info("Removed %d container(s) the job run left (cancelled or killed "
+                          "tasks)", removed)
+        verdict = self._verdict(context)
+        try:
+            end_job_run(settings, job, job.dag_id, run_id)
+            if root.is_dir():  # a job run that ended before its plan has no folder
+                mark_finished(root)
+            retired = retire(settings.store_dir, job.dag_id, job.max_retained_pipeline_runs,
+                             settings.docker_url).as_dict()
+        except OSError as exc:
+            raise AirflowFailException(store_failure(settings.store_dir, exc)) from None
+        if verdict:
+            raise AirflowFailException(verdict)
+        return retired
+
+    def _verdict(self, context: Any) -> str | None:
+        ti, dag = context["ti"], self.dag
+        states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        teardowns = {t.task_id for t in dag.tasks if t.is_teardown}
+        return job_run_verdict(states, set(dag.task_dict), teardowns | {self.task_id})
+
+
+def store_failure(store_dir: Any, exc: OSError) -> str:
+    """``finalize`` could not write the store: what, where and the fix (not a traceback)."""
+    where = exc.filename or store_dir
+    return (f"Cannot record the end of this job run in the store {store_dir} "
+            f"({exc.strerror or exc} at {where}); its runs are not marked finished and "
+            "retention did not run. Free space (or fix permissions) on that file system, "
+            "or point [orchest_jobs] store_dir at one with room, then clear this task.")

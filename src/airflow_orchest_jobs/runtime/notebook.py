@@ -309,6 +309,39 @@ def failure(error, kernel, path, asked, installed):
     return FAILED, f"the kernel {kernel} {what} {path}: {reason} {context}"
 
 
+#: Names of the step's variables whose values are secrets (set by the step operator):
+#: those values never reach the saved notebook or its HTML copy (the run folder).
+SECRET_NAMES = "ORCHEST_JOBS_SECRET_NAMES"
+#: Shorter values are left alone, as Airflow's masker does by default.
+MIN_SECRET_LENGTH = 5
+
+
+def redact_secrets(nb):
+    """Replace every secret value (and each line of a multi-line one) in cell outputs."""
+    values = set()
+    for name in os.environ.get(SECRET_NAMES, "").split(","):
+        value = os.environ.get(name, "") if name else ""
+        values.update(p for p in [value, *value.splitlines()] if len(p) >= MIN_SECRET_LENGTH)
+    values = sorted(values, key=len, reverse=True)
+
+    def clean(obj):
+        if isinstance(obj, str):
+            for value in values:
+                obj = obj.replace(value, "***")
+            return obj
+        if isinstance(obj, list):
+            return [clean(item) for item in obj]
+        if isinstance(obj, dict):
+            for key in list(obj):
+                obj[key] = clean(obj[key])
+        return obj
+
+    if values:
+        for cell in nb.cells:
+            if "outputs" in cell:
+                cell["outputs"] = clean(cell["outputs"])
+
+
 def write_html(nb, path):
     """``name.ipynb`` -> ``name.html`` beside it, images inline; a failure only warns."""
     target = os.path.splitext(path)[0] + ".html"
@@ -373,6 +406,7 @@ def main(argv):
         if status == MISSING or STATE["cell"] is None:
             return status  # nothing ran: the notebook stays as it was
     # Executed (or partly executed) notebook back in place, as Orchest kept it.
+    redact_secrets(nb)
     nbformat.write(nb, path)
     write_html(nb, path)
     return status

@@ -4,12 +4,13 @@
 #
 # The interpreter follows the lower-cased extension, as Orchest's run.py chose it: .ipynb
 # -> notebook.py, .py -> the conda env's python (CONDA_ENV, see below) or python3,
-# .sh or none -> bash, .r -> Rscript, .jl -> julia,
-# .js -> node. Output goes to stdout (the Airflow task log) and, as in Orchest, to
-# /project-dir/.orchest/pipelines/$ORCHEST_PIPELINE_UUID/logs/$ORCHEST_STEP_UUID.log.
-# The step's exit status is the runner's. A missing interpreter exits 127 with one line
-# naming the image ($ORCHEST_RUNNER_IMAGE) and the program. SIGTERM (docker stop) goes
-# to every process of the step at once; the runner then exits with the step's status.
+# .sh or none -> bash, .r -> Rscript, .jl -> julia, .js -> node. Output goes to
+# stdout/stderr only: the worker shows it in the Airflow task log and writes Orchest's
+# .orchest/pipelines/<pipeline>/logs/<step>.log from it, with the run's secrets redacted
+# (a step never writes that file). The step's exit status is the runner's. A missing
+# interpreter exits 127 with one line naming the image ($ORCHEST_RUNNER_IMAGE) and the
+# program. SIGTERM (docker stop) goes to every process of the step at once; the runner
+# then exits with the step's status.
 
 # As in Orchest: files a step creates are group-writable.
 umask 002
@@ -22,17 +23,10 @@ trap 'stopping=1' TERM INT HUP
 step_file=${1:?usage: runner.sh STEP_FILE}
 runner_dir=$(dirname "$0")
 image=${ORCHEST_RUNNER_IMAGE:-this image}
-log_dir="/project-dir/.orchest/pipelines/${ORCHEST_PIPELINE_UUID:-unknown}/logs"
-log_file="$log_dir/${ORCHEST_STEP_UUID:-unknown}.log"
 
-if ! { mkdir -p "$log_dir" && : >"$log_file"; } 2>/dev/null; then
-    echo "orchest-runner: warning: cannot write $log_file; output goes to the task log only" >&2
-    log_file=/dev/null
-fi
-
-# A message for the person reading the task log; also kept in the step's log file.
+# A message for the person reading the task log (and the step's log file).
 say() {
-    printf 'orchest-runner: %s\n' "$1" | tee -a "$log_file" >&2
+    printf 'orchest-runner: %s\n' "$1" >&2
 }
 
 have() {
@@ -128,26 +122,15 @@ case "$ext" in
         ;;
 esac
 
-# Python output straight through the pipe below, so the log shows it as it happens.
+# Python output straight through, so the log shows it as it happens.
 export PYTHONUNBUFFERED="${PYTHONUNBUFFERED:-1}"
 
-# Tee through a FIFO, keeping the step's own exit status: the step runs in the
-# background so a TERM sent to this shell (PID 1, docker stop) reaches it, and every
-# process of this process group, at once. tee is started with TERM ignored (inherited):
-# it ends when the step's output does. (notebook.py stops its kernel, which runs in a
-# session of its own, itself.)
-fifo="${TMPDIR:-/tmp}/orchest-runner.$$"
-if [ "$log_file" = /dev/null ] || ! mkfifo "$fifo" 2>/dev/null; then
-    [ -z "$stopping" ] || exit 143
-    trap - TERM INT HUP
-    exec "$@"
-fi
-trap '' TERM INT HUP
-tee -a "$log_file" <"$fifo" &
-tee_pid=$!
-trap 'stopping=1' TERM INT HUP
-[ -z "$stopping" ] || { rm -f "$fifo"; kill -KILL "$tee_pid" 2>/dev/null; exit 143; }
-"$@" >"$fifo" 2>&1 &
+# The step runs in the background so a TERM sent to this shell (PID 1, docker stop)
+# reaches it, and every process of this process group, at once; the runner exits with
+# the step's status. (notebook.py stops its kernel, which runs in a session of its own,
+# itself.)
+[ -z "$stopping" ] || exit 143
+"$@" &
 step_pid=$!
 
 stop() {
@@ -164,14 +147,4 @@ while kill -0 "$step_pid" 2>/dev/null; do
     wait "$step_pid"
     status=$?
 done
-# tee ends when the last writer closes the FIFO; a process the step left running in
-# the background may hold it open, so give up on it after a few seconds (one after a
-# stop: docker stop kills everything a few seconds after its TERM).
-linger=5
-[ -z "$stopping" ] || linger=1
-(sleep "$linger" && kill -KILL "$tee_pid" 2>/dev/null) &
-watchdog=$!
-wait "$tee_pid"
-kill "$watchdog" 2>/dev/null
-rm -f "$fifo"
 exit "$status"
