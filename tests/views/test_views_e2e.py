@@ -10,7 +10,6 @@ The screenshots in docs/images/ are taken here.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -297,14 +296,9 @@ def test_ten_thousand_runs_are_paged_and_filtered_on_the_server(deployment, job_
          "parameters": {"pipeline_parameters": {"a": i // 100},
                         project.COMPUTE: {"b": i % 100}}} for i in range(10_000)])
     admin = Client(deployment.base_url, USER, PASSWORD)
-    started = time.perf_counter()
     data = admin.get(runs_path(dag_id, big), q="a=42", sort=B_COL, order="desc",
                      limit=20).json()
-    first = time.perf_counter() - started
     assert data["total_runs"] == 10_000 and data["total_entries"] == 100
     assert [r["index"] for r in data["pipeline_runs"][:2]] == [4299, 4298]
-    started = time.perf_counter()
     last = admin.get(runs_path(dag_id, big), offset=9_990, limit=50).json()
-    again = time.perf_counter() - started
     assert [r["index"] for r in last["pipeline_runs"]][-1] == 9_999
-    assert first < 5 and again < 3, (first, again)
