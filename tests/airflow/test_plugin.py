@@ -63,6 +63,20 @@ def test_plugin_loads_once(lazy, airflow_home):
     assert loaded["errors"] == {}, loaded
 
 
+def test_public_names_are_the_deep_ones():
+    """``from airflow_orchest_jobs import ...`` gives the very objects of the deep paths."""
+    import airflow_orchest_jobs as aoj
+    from airflow_orchest_jobs.config import load_settings
+    from airflow_orchest_jobs.core.settings import Settings
+    from airflow_orchest_jobs.factory import build_dags
+    from airflow_orchest_jobs.operators.step import OrchestStepOperator
+
+    assert (aoj.build_dags, aoj.OrchestStepOperator, aoj.load_settings, aoj.Settings) == \
+        (build_dags, OrchestStepOperator, load_settings, Settings)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        aoj.nope  # noqa: B018
+
+
 def test_validate_and_the_dags_read_one_settings_path(tmp_path, monkeypatch, capsys):
     """An environment mapped only in airflow.cfg: validate and the DAG processor agree."""
     from airflow.configuration import conf
