@@ -60,9 +60,9 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
                              settings.data_dir if settings.data_dir.is_dir() else None)
     except Exception as exc:  # the projects folder itself (each project is contained)
-        problems = problems_of(settings.projects_dir, exc, log)
+        dir_problems = problems_of(settings.projects_dir, exc, log)
         return {d.dag_id: d for d in [_invalid_dag("orchest_invalid__projects_dir",
-                                                   problems, settings.projects_dir)]}
+                                                   dir_problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
     length = snapshot_max_map_length()  # one config read per parse, not one per DAG
@@ -177,13 +177,13 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
                f"(the default grid, {grid_size} runs, is too big to show here)")
             + ("; a parameter changed in its own field takes the field's values" if fields
                else "") + f". Step uuids: {steps}."),
-        # What the job views show that only the definition knows (a schema annotation).
-        **{"x-orchest": {"kind": job.kind.value,
-                         "project": job.project.name, "pipeline": str(job.pipeline.rel_path),
-                         "snapshot": job.snapshot,
-                         "max_retained_pipeline_runs": job.max_retained_pipeline_runs,
-                         "max_parallel_runs": job.max_parallel_runs,
-                         "grid_size": grid_size}})
+        **_schema_annotation({"kind": job.kind.value,
+                              "project": job.project.name,
+                              "pipeline": str(job.pipeline.rel_path),
+                              "snapshot": job.snapshot,
+                              "max_retained_pipeline_runs": job.max_retained_pipeline_runs,
+                              "max_parallel_runs": job.max_parallel_runs,
+                              "grid_size": grid_size}))
     params["env_variables"] = Param(
         default=dict(job.env_variables), type="object", title="Environment variables",
         description="Variables for every step container, by name (letters, digits, - "
@@ -191,6 +191,11 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
                     "{\"airflow_connection\": ID, \"field\": \"password\"} to keep a "
                     "secret out of the project.")
     return params
+
+
+def _schema_annotation(fields: dict[str, Any]) -> dict[str, Any]:
+    """What the job views show that only the definition knows, as Param schema keywords."""
+    return {"x-orchest": fields}
 
 
 def _schedule_args(job: JobDefinition) -> dict[str, Any]:
@@ -260,7 +265,7 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
         snapshot = OrchestSnapshotOperator(task_id=SNAPSHOT_TASK_ID, job=job)
         plan = PlanOperator(task_id="plan", job=job, lanes=lanes)
         snapshot >> plan
-        planned = plan.output
+        planned: Any = plan.output  # an XComArg: the task decorator resolves it at run time
         task_ids = step_task_ids({k: s.title for k, s in pipeline.steps.items()})
         limits = run_limits(job, settings)
         services = bool(job_services(pipeline.services))

@@ -295,8 +295,8 @@ def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script
                 continue
             info = tar.gettarinfo(str(project_dir / entry.path), arcname=f"project/{entry.path}")
             info.mode = entry.mode
-            with open(project_dir / entry.path, "rb") as source:
-                tar.addfile(info, source)
+            with open(project_dir / entry.path, "rb") as content:
+                tar.addfile(info, content)
         for link in selection.links:
             if not link.path.startswith(".orchest/"):
                 info = tarfile.TarInfo(f"project/{link.path}")

@@ -75,7 +75,9 @@ def _auth(client: docker.DockerClient | None, registry: Registry) -> tuple[str, 
     try:
         from docker.auth import resolve_authconfig
 
-        found = resolve_authconfig(client.api._auth_configs, registry.host) or {}
+        # docker-py keeps the loaded config.json private (a listed exception, issue 26).
+        auth_configs = client.api._auth_configs  # type: ignore[attr-defined]
+        found = resolve_authconfig(auth_configs, registry.host) or {}
     except Exception:  # no config, or one docker-py cannot read: anonymous
         return None
     if found.get("username") and found.get("password"):

@@ -30,8 +30,51 @@ def test_provider_declares_the_config_section():
     for key, option in options.items():  # typed, with an example, for `airflow config`
         assert option["type"] in ("string", "integer"), key
         assert option["example"], key
-    assert get_provider_info()["plugins"][0]["plugin-class"] == \
-        "airflow_orchest_jobs.plugin.OrchestJobsPlugin"
+    # The plugin registers once, through its entry point (test_plugin_loads_once).
+    assert "plugins" not in get_provider_info()
+
+
+#: Prints what Airflow's plugins manager loaded: plugin names and plugin import errors.
+_LIST_PLUGINS = """
+import json
+from airflow import plugins_manager
+names = [info["name"] for info in plugins_manager.get_plugin_info()]
+print(json.dumps({"names": names, "errors": plugins_manager.get_import_errors()}))
+"""
+
+
+@pytest.mark.parametrize("lazy", ["True", "False"])
+def test_plugin_loads_once(lazy, airflow_home):
+    """Whether or not Airflow discovers providers eagerly, one plugin and no import error.
+
+    Eager discovery (``lazy_discover_providers = False``) also loads providers' plugins;
+    a plugin declared both there and as an entry point was recorded as an import error.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS": lazy}
+    out = subprocess.run([sys.executable, "-c", _LIST_PLUGINS], env=env, check=True,
+                         capture_output=True, text=True, timeout=300).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert loaded["names"].count("orchest_jobs") == 1, loaded
+    assert loaded["errors"] == {}, loaded
+
+
+def test_public_names_are_the_deep_ones():
+    """``from airflow_orchest_jobs import ...`` gives the very objects of the deep paths."""
+    import airflow_orchest_jobs as aoj
+    from airflow_orchest_jobs.config import load_settings
+    from airflow_orchest_jobs.core.settings import Settings
+    from airflow_orchest_jobs.factory import build_dags
+    from airflow_orchest_jobs.operators.step import OrchestStepOperator
+
+    assert (aoj.build_dags, aoj.OrchestStepOperator, aoj.load_settings, aoj.Settings) == \
+        (build_dags, OrchestStepOperator, load_settings, Settings)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        aoj.nope  # noqa: B018
 
 
 def test_validate_and_the_dags_read_one_settings_path(tmp_path, monkeypatch, capsys):

@@ -22,3 +22,19 @@ def test_core_never_imports_airflow_or_docker():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_the_package_imports_no_airflow():
+    """``import airflow_orchest_jobs`` is cheap: its public names load on first use."""
+    code = (
+        "import sys\n"
+        "import airflow_orchest_jobs as aoj\n"
+        "assert {'build_dags', 'OrchestStepOperator', 'load_settings', 'Settings'}"
+        " <= set(aoj.__all__) <= set(dir(aoj))\n"
+        "aoj.Settings, aoj.load_settings  # pure: the settings model and its reader\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'docker'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""

@@ -27,7 +27,8 @@ DEFAULT_MAX_RUNS = 100_000
 ParameterSpace = dict[str, dict[str, list[Any]]]
 
 
-def check_space(space: Any, pipeline: Pipeline, file: str, prefix: tuple = ()) -> list[Problem]:
+def check_space(space: Any, pipeline: Pipeline, file: str, prefix: schema.Where = ()
+                ) -> list[Problem]:
     """Problems with a parameters object (schema, then step uuids the pipeline lacks)."""
     problems = schema.check("parameters", space, file, prefix)
     if problems:
@@ -42,15 +43,17 @@ def check_space(space: Any, pipeline: Pipeline, file: str, prefix: tuple = ()) -
 
 def load_parameters(path: Path, pipeline: Pipeline) -> ParameterSpace:
     """Read and validate a parameters file for ``pipeline``."""
-    space = read_json(path, "parameters file")
+    space: ParameterSpace = read_json(path, "parameters file")  # checked just below
     problems = check_space(space, pipeline, str(path))
     if problems:
         raise OrchestError(problems)
     return space
 
 
-def merge(base: Mapping[str, Mapping[str, list]], override: Mapping[str, Mapping[str, list]]
-          ) -> ParameterSpace:
+ParameterMapping = Mapping[str, Mapping[str, list[Any]]]
+
+
+def merge(base: ParameterMapping, override: ParameterMapping) -> ParameterSpace:
     """``override`` replaces ``base`` per parameter; what it does not name is kept."""
     merged: ParameterSpace = {key: dict(values) for key, values in base.items()}
     for key, values in override.items():
@@ -68,7 +71,7 @@ class Axis:
 class Grid:
     """The runs of one pipeline for one parameter space (lazy; index -> run)."""
 
-    def __init__(self, pipeline: Pipeline, space: Mapping[str, Mapping[str, Sequence]] | None
+    def __init__(self, pipeline: Pipeline, space: Mapping[str, Mapping[str, Sequence[Any]]] | None
                  = None, *, max_runs: int = DEFAULT_MAX_RUNS, source: str = "parameters"):
         space = space or {}
         self.pipeline = pipeline

@@ -58,7 +58,7 @@ def job_name(path: Path) -> str:
     return path.name[: -len(JOB_SUFFIX)]
 
 
-def read_job_file(path: Path, project_dir: Path) -> tuple[dict, Path]:
+def read_job_file(path: Path, project_dir: Path) -> tuple[dict[str, Any], Path]:
     """Schema-check a job file; returns the document and the pipeline path it names."""
     bad_name = name_problem(os.path.relpath(path, project_dir))
     if bad_name:

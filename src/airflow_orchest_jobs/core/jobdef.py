@@ -188,7 +188,7 @@ def frozen_pipeline(state: FrozenJob, project: Project, store_dir: Path,
                              state.pipeline, environment_images)
 
 
-def _source_files(pipeline, parameters_file: Path | None) -> tuple[Path, ...]:
+def _source_files(pipeline: Pipeline, parameters_file: Path | None) -> tuple[Path, ...]:
     files = [pipeline.path]
     if parameters_file is not None:
         files.append(parameters_file)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import OrchestError
 from .layout import StoreLayout
@@ -28,7 +29,7 @@ class FrozenJob:
     #: Pipeline file inside the project (posix), for loading the frozen definition.
     pipeline: str
     created_at: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 

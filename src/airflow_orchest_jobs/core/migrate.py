@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from typing import Any
 
 LATEST = "1.2.3"
 _ENV_NAME = re.compile(r"^[0-9a-zA-Z\-_]+$")
@@ -20,7 +21,7 @@ _DEFAULT_PORTS = (
 )
 
 
-def _unique(name: str, taken) -> str:
+def _unique(name: str, taken: Container[str]) -> str:
     candidate, i = name, 2
     while candidate in taken:
         candidate, i = f"{name}_{i}", i + 1
@@ -31,13 +32,13 @@ def _valid_env_name(name: str) -> str:
     return re.sub(r"[^0-9a-zA-Z\-_]", "_", name) or "_"
 
 
-def _from_1_0_0(doc: dict) -> None:
+def _from_1_0_0(doc: dict[str, Any]) -> None:
     """Add missing parameters; make service env variable names valid; kernel ir -> r."""
     doc.setdefault("parameters", {})
     for service in doc.get("services", {}).values():
         env = service.get("env_variables", {})
         if not all(_ENV_NAME.match(k) for k in env):
-            fixed: dict = {}
+            fixed: dict[str, Any] = {}
             for key, value in env.items():
                 fixed[_unique(_valid_env_name(key), fixed)] = value
             service["env_variables"] = fixed
@@ -51,7 +52,7 @@ def _from_1_0_0(doc: dict) -> None:
             kernel["name"] = "r"
 
 
-def _from_1_1_0(doc: dict) -> None:
+def _from_1_1_0(doc: dict[str, Any]) -> None:
     """Services: entrypoint becomes command, old command becomes args; ports and flags."""
     for service in doc.get("services", {}).values():
         if "entrypoint" in service:
@@ -65,7 +66,7 @@ def _from_1_1_0(doc: dict) -> None:
         service.setdefault("requires_authentication", True)
 
 
-def _from_1_2_0(doc: dict) -> None:
+def _from_1_2_0(doc: dict[str, Any]) -> None:
     """Give every service a unique ``order`` (explicit orders kept, the rest by key)."""
     services = doc.get("services")
     if not services:
@@ -77,12 +78,12 @@ def _from_1_2_0(doc: dict) -> None:
         services[key]["order"] = top
 
 
-def _from_1_2_1(doc: dict) -> None:
+def _from_1_2_1(doc: dict[str, Any]) -> None:
     """Service names become RFC-1035 safe (lower case, start with a letter, <= 26 chars)."""
     services = doc.get("services")
     if not services:
         return
-    renamed: dict[str, dict] = {}
+    renamed: dict[str, dict[str, Any]] = {}
     for key, service in services.items():
         name = str(service.get("name", key)).lower()
         start = next((i for i, c in enumerate(name) if c.isalpha() and c.isascii()), len(name))
@@ -94,11 +95,11 @@ def _from_1_2_1(doc: dict) -> None:
     doc["services"] = renamed
 
 
-def _from_1_2_2(doc: dict) -> None:
+def _from_1_2_2(doc: dict[str, Any]) -> None:
     doc.setdefault("settings", {}).setdefault("max_steps_parallelism", 0)
 
 
-MIGRATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
+MIGRATIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "1.0.0": (_from_1_0_0, "1.1.0"),
     "1.1.0": (_from_1_1_0, "1.2.0"),
     "1.2.0": (_from_1_2_0, "1.2.1"),
@@ -107,7 +108,7 @@ MIGRATIONS: dict[str, tuple[Callable[[dict], None], str]] = {
 }
 
 
-def migrate(doc: dict) -> dict:
+def migrate(doc: dict[str, Any]) -> dict[str, Any]:
     """Bring ``doc`` (already schema-checked) to :data:`LATEST`, in place; returns it."""
     if not doc.get("version"):
         doc["version"] = "1.0.0"

@@ -103,9 +103,10 @@ class Pipeline:
         pipeline file; parsing checks every step with it, Paths would cost)."""
         return posixpath.normpath(posixpath.join(self.folder_text, step.file_path))
 
-    def definition(self, run_parameters: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
+    def definition(self, run_parameters: Mapping[str, Mapping[str, Any]] | None = None
+                   ) -> dict[str, Any]:
         """The pipeline JSON with one run's parameters substituted (Orchest's run copy)."""
-        doc = json.loads(json.dumps(self.document))
+        doc: dict[str, Any] = json.loads(json.dumps(self.document))
         for key, values in (run_parameters or {}).items():
             if key == "pipeline_parameters":
                 doc.setdefault("parameters", {}).update(values)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-from collections.abc import Container
+from collections.abc import Container, Mapping
 from pathlib import Path
+from typing import Any
 
 from . import schema
 from .errors import OrchestError, Problem
@@ -54,7 +55,7 @@ def load_pipeline(
     return pipeline
 
 
-def pipeline_from_document(doc: dict, path: Path, project_dir: Path,
+def pipeline_from_document(doc: dict[str, Any], path: Path, project_dir: Path,
                            source_version: str | None = None) -> Pipeline:
     """The typed pipeline of an already migrated and validated document (no file access).
 
@@ -81,7 +82,7 @@ def pipeline_from_document(doc: dict, path: Path, project_dir: Path,
     )
 
 
-def _step(key: str, value: dict) -> Step:
+def _step(key: str, value: dict[str, Any]) -> Step:
     kernel = value.get("kernel") or {}
     return Step(
         uuid=value["uuid"],
@@ -157,7 +158,7 @@ def check_pipeline(
     return problems
 
 
-def _service_text_problems(file: str, services) -> list[Problem]:
+def _service_text_problems(file: str, services: Mapping[str, Any]) -> list[Problem]:
     """A service's environment values, command and args reach its container as C strings."""
     problems = []
     for key, service in services.items() if isinstance(services, dict) else ():

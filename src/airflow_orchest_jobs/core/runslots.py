@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .layout import StoreLayout
 from .snapshot.fsops import write_atomically
@@ -107,7 +108,7 @@ class RunSlots:
     def _scopes(self) -> list[Path]:
         return [folder for folder in self.root.iterdir() if folder.is_dir()]
 
-    def _leases(self, scope: str) -> dict[str, dict]:
+    def _leases(self, scope: str) -> dict[str, dict[str, Any]]:
         folder = self.root / scope
         if not folder.is_dir():
             return {}
@@ -118,8 +119,8 @@ class RunSlots:
                 found[path.stem] = lease
         return found
 
-    def _drop_stale(self, scope: str, leases: dict[str, dict],
-                    is_live: Callable[[str, str], bool]) -> dict[str, dict]:
+    def _drop_stale(self, scope: str, leases: dict[str, dict[str, Any]],
+                    is_live: Callable[[str, str], bool]) -> dict[str, dict[str, Any]]:
         now = time.time()
         kept = {}
         for run_uuid, lease in leases.items():
@@ -166,7 +167,7 @@ def _read_int(path: Path) -> int:
         return 0
 
 
-def _read_lease(path: Path) -> dict | None:
+def _read_lease(path: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads(path.read_text()))
     except (FileNotFoundError, ValueError):

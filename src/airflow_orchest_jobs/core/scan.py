@@ -68,7 +68,8 @@ def snapshot_pipeline(snapshots_root: Path, snapshot_id: str, pipeline_rel: str,
                          check_files=True)
 
 
-def known_environments(project: Project, environment_images: Mapping[str, str]):
+def known_environments(project: Project, environment_images: Mapping[str, str]
+                       ) -> set[str] | None:
     """Environment uuids a step may name; None when ``"*"`` maps every environment."""
     if "*" in environment_images:
         return None
@@ -112,12 +113,12 @@ def _scan_project(project: Project, environment_images: Mapping[str, str],
     for path in project.job_files:
         try:
             _, pipeline_path = read_job_file(path, project.path)
-            pipeline = by_path.get(pipeline_path)
-            if pipeline is None:
+            job_pipeline = by_path.get(pipeline_path)
+            if job_pipeline is None:
                 raise OrchestError.single(path, "pipeline", f"pipeline {pipeline_path.name} "
                                           "has problems of its own (see that file); fix them")
-            scan.jobs.append(LoadedJob(project, load_job(path, project.path, pipeline),
-                                       pipeline))
+            scan.jobs.append(LoadedJob(project, load_job(path, project.path, job_pipeline),
+                                       job_pipeline))
         except Exception as exc:  # one file's boundary
             scan.add(path, exc)
 

@@ -6,23 +6,33 @@ Schema nodes may carry an ``x-hint`` (how to fix it) that is appended to the mes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Problem
 
+if TYPE_CHECKING:
+    import jsonschema_rs
+    from jsonschema import Draft202012Validator, ValidationError
+
 SCHEMAS = ("pipeline", "parameters", "job", "conf", "variables")
+#: A place inside a document: keys and list indices from its top.
+Where = tuple[str | int, ...]
 
 
 @cache
-def _raw(name: str) -> dict:
-    text = resources.files(__package__).joinpath("schemas", f"{name}.schema.json").read_text()
-    return json.loads(text)
+def _raw(name: str) -> dict[str, Any]:
+    # One name per joinpath: Python 3.10's Traversable takes no more.
+    text = resources.files(__package__).joinpath("schemas").joinpath(
+        f"{name}.schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 @cache
-def validator(name: str):
+def validator(name: str) -> Draft202012Validator:
     """A compiled Draft 2020-12 validator for ``name`` (one of ``SCHEMAS``)."""
     from jsonschema import Draft202012Validator
     from referencing import Registry, Resource
@@ -36,7 +46,7 @@ def validator(name: str):
     return Draft202012Validator(schema, registry=registry)
 
 
-def json_path(parts) -> str:
+def json_path(parts: Iterable[str | int]) -> str:
     """``steps.<uuid>.file_path`` style location of a value inside a document."""
     out = ""
     for part in parts:
@@ -63,31 +73,40 @@ _TYPE_NAMES = {"array": "a list", "object": "an object", "string": "a string",
                "number": "a number"}
 
 
-def _type_message(error) -> str:
-    wanted = error.validator_value
-    wanted = wanted if isinstance(wanted, list) else [wanted]
-    names = " or ".join(_TYPE_NAMES.get(w, w) for w in wanted)
+def _listed(value: Any) -> list[Any]:
+    """A keyword's value as a list (``type`` may be one name or a list of them)."""
+    return value if isinstance(value, list) else [value]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """The object a keyword applies to (an error made by hand may lack it)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _type_message(error: ValidationError) -> str:
+    names = " or ".join(_TYPE_NAMES.get(str(w), str(w)) for w in _listed(error.validator_value))
     return f"must be {names}, not {_describe(error.instance)}"
 
 
-def _required_message(error) -> str:
-    missing = [k for k in error.validator_value if k not in error.instance]
+def _required_message(error: ValidationError) -> str:
+    instance = _object(error.instance)
+    missing = [k for k in _listed(error.validator_value) if k not in instance]
     return f"missing required field {missing[0]!r}" if missing else error.message
 
 
-def _extra_fields_message(error) -> str:
-    known = set(error.schema.get("properties", {}))
-    extra = sorted(k for k in error.instance if k not in known)
+def _extra_fields_message(error: ValidationError) -> str:
+    known = set(_object(error.schema).get("properties", {}))
+    extra = sorted(k for k in _object(error.instance) if k not in known)
     return f"unknown field {', '.join(map(repr, extra))}"
 
 
 #: One phrasing per JSON Schema keyword, for people rather than schema authors.
-_MESSAGES = {
+_MESSAGES: dict[str, Callable[[ValidationError], str]] = {
     "type": _type_message,
     "required": _required_message,
     "additionalProperties": _extra_fields_message,
     "enum": lambda e: f"{json.dumps(e.instance)} is not one of "
-                      + ", ".join(json.dumps(o) for o in e.validator_value),
+                      + ", ".join(json.dumps(o) for o in _listed(e.validator_value)),
     "minItems": lambda e: "must not be an empty list",
     "minimum": lambda e: f"must be at least {e.validator_value}, not {e.instance}",
     "maxLength": lambda e: f"is longer than {e.validator_value} characters",
@@ -97,8 +116,8 @@ _MESSAGES = {
 }
 
 
-def _message(error) -> str:
-    phrase = _MESSAGES.get(error.validator)
+def _message(error: ValidationError) -> str:
+    phrase = _MESSAGES.get(str(error.validator))
     return phrase(error) if phrase else error.message
 
 
@@ -110,10 +129,10 @@ def _resolve(ref: str) -> Any:
     return node
 
 
-def _hint(name: str, error) -> str | None:
+def _hint(name: str, error: ValidationError) -> str | None:
     """The deepest ``x-hint`` on the schema path of ``error`` (following ``$ref``)."""
     node: Any = _raw(name)
-    hint = node.get("x-hint")
+    hint: str | None = node.get("x-hint")
     for key in error.absolute_schema_path:
         while isinstance(node, dict) and key not in node and "$ref" in node:
             node = _resolve(node["$ref"])
@@ -127,7 +146,7 @@ def _hint(name: str, error) -> str | None:
     return hint
 
 
-def _leaves(error) -> list:
+def _leaves(error: ValidationError) -> list[ValidationError]:
     """For ``oneOf``, the errors of the branch that got furthest into the value."""
     if error.validator != "oneOf" or not error.context:
         return [error]
@@ -141,7 +160,7 @@ def _leaves(error) -> list:
 
 
 @cache
-def fast_validator(name: str):
+def fast_validator(name: str) -> jsonschema_rs.Validator:
     """A compiled (Rust) validator of the same schema: only decides valid or not.
 
     The DAG processor validates every document on every parse, in a fresh process;
@@ -155,7 +174,7 @@ def fast_validator(name: str):
     return jsonschema_rs.validator_for(_raw(name), registry=registry)
 
 
-def check(name: str, document: Any, file: str, prefix: tuple = ()) -> list[Problem]:
+def check(name: str, document: Any, file: str, prefix: Where = ()) -> list[Problem]:
     """Validate ``document`` against schema ``name``; one problem per failing place."""
     if fast_validator(name).is_valid(document):
         return []

@@ -118,8 +118,10 @@ def job_services(services: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
 
     def rank(item: tuple[str, Mapping[str, Any]]) -> tuple[float, str]:
         order = item[1].get("order")
-        valid = isinstance(order, int) and not isinstance(order, bool)
-        return (order if valid else float("inf"), str(item[1].get("name", item[0])))
+        name = str(item[1].get("name", item[0]))
+        if isinstance(order, int) and not isinstance(order, bool):
+            return (order, name)
+        return (float("inf"), name)
 
     return sorted(chosen, key=rank)
 
@@ -282,7 +284,7 @@ def service_specs(pipeline: Pipeline, run_uuid: str, project_uuid: str) -> list[
             hostname=service_hostname(name, run_uuid),
             image=service["image"],
             image_key=service_image_key(service["image"]),
-            order=raw.get("order") if isinstance(raw.get("order"), int) else 0,
+            order=order if isinstance(order := raw.get("order"), int) else 0,
             command=(command,) if command else None,
             args=tuple(shlex.split(service["args"])) if service.get("args") else None,
             env=env,

@@ -53,7 +53,8 @@ def parse_level(key: str, raw: str | None) -> dict[str, Any]:
     problems = schema.check("variables", value, source) or value_problems(value, source)
     if problems:
         raise OrchestError(problems)
-    return value
+    checked: dict[str, Any] = value  # the schema says an object
+    return checked
 
 
 def value_problems(env: Mapping[str, Any], file: str, prefix: str = "") -> list[Problem]:

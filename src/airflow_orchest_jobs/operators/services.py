@@ -17,7 +17,7 @@ import contextlib
 import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..core.model import DATA_DIR, PROJECT_DIR
 from ..core.services import (
@@ -163,7 +163,9 @@ def remove_leftovers(
 def listening_ports(holder: Container) -> set[int]:
     """TCP ports something listens on in the holder's network namespace."""
     result = holder.exec_run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], demux=True)
-    stdout, stderr = result.output if result.output else (None, None)
+    # demux=True gives a (stdout, stderr) pair; docker-stubs types output without demux.
+    stdout, stderr = (cast("tuple[bytes | None, bytes | None]", result.output)
+                      if result.output else (None, None))
     text = (stdout or b"").decode("ascii", "replace")
     if "local_address" not in text:  # tcp6 may be missing (IPv6 off); tcp never is
         why = (stderr or b"").decode("utf-8", "replace").strip() or f"exit {result.exit_code}"
@@ -296,7 +298,7 @@ def _stop_and_remove(boxes: list[Container], timeout: float) -> list[str]:
     for box in boxes:
         try:
             box.remove(force=True)
-            removed.append(box.name)
+            removed.append(str(box.name))  # a container always has a name
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:

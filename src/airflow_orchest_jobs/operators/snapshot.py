@@ -44,7 +44,7 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
 
     # The UI's form adds a field per parameter and picks runs as strings: fold them into
     # the documented conf (a conf from the CLI or the REST API passes unchanged).
-    from_form = bool(conf) and any(key.startswith(FIELD_PREFIX) for key in conf)
+    from_form = conf is not None and any(key.startswith(FIELD_PREFIX) for key in conf)
     conf = fold_form_conf(conf, field_defaults(job.pipeline, job.parameters)
                           if from_form else None)
     try:

@@ -48,10 +48,12 @@ from ..core.settings import step_owner
 from ..hosts import claim_engine
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
+from .context import name_map_index
 from .errors import user_error
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from docker.types import Mount
 
     from ..core.model import Pipeline, Step
 
@@ -84,6 +86,12 @@ class OrchestStepOperator(DockerOperator):
     template_ext: Sequence[str] = ()
     ui_color = "#e6f0ff"
     operator_extra_links = (NotebookHtmlLink(),)
+    # Narrower than DockerOperator's: this operator takes one URL (never a list), and
+    # ``_configure`` sets the others before anything reads them.
+    docker_url: str
+    command: list[str]
+    user: str
+    labels: dict[str, str]
 
     def __init__(
         self,
@@ -132,7 +140,7 @@ class OrchestStepOperator(DockerOperator):
 
     def execute(self, context: Context) -> Any:
         run = _describe(self.run, self.job_run)
-        context["orchest_run_label"] = run.label  # type: ignore[typeddict-unknown-key]
+        name_map_index(context, run.label)
         self.container = None  # type: ignore[assignment]
         self._aborted_by: FailedStep | None = None
         run_dir = str(run.run_dir)
@@ -223,8 +231,9 @@ class OrchestStepOperator(DockerOperator):
         if not (self.fail_fast and run_dir):
             return
         ti = context["ti"]
+        map_index = ti.map_index if ti.map_index is not None else -1  # -1: not mapped
         if mark_failed(run_dir, FailedStep(self.step.uuid, self.step.title, ti.task_id,
-                                           ti.map_index)):
+                                           map_index)):
             self.log.info("Fail-fast: stopping the other steps of this pipeline run")
 
     def _failure(self, run: RunDescription, exc: Exception) -> str:
@@ -289,13 +298,14 @@ class OrchestStepOperator(DockerOperator):
         ensure_data_dir(Path(self.data_dir), (uid, gid))
         definition = [Mount(DEFINITION_PATH, str(run.definition), type="bind",
                             read_only=True)] if run.definition.is_file() else []
-        self.mounts = [
+        self._step_mounts: list[Mount] = [
             *definition,
             Mount(PROJECT_DIR, str(run.project_dir), type="bind"),
             Mount(DATA_DIR, str(self.data_dir), type="bind"),
             Mount(RUNNER_DIR, str(runner), type="bind", read_only=True),
             Mount("/tmp", None, type="tmpfs", tmpfs_size=self._limits.step_tmp_size or None),
         ]
+        self.mounts = list(self._step_mounts)
         self.labels = {LABEL_RUN: run.run_uuid, LABEL_STEP: self.step.uuid,
                        LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid,
                        LABEL_JOB_RUN: run.job.job_run_key}
@@ -341,7 +351,7 @@ class OrchestStepOperator(DockerOperator):
 
         limits = self._limits
         host_config = self.cli.create_host_config(
-            auto_remove=False, mounts=self.mounts, network_mode=self.network_mode,
+            auto_remove=False, mounts=self._step_mounts, network_mode=self.network_mode,
             mem_limit=limits.step_memory_limit or None,
             memswap_limit=limits.step_memory_limit or None,
             pids_limit=limits.step_pids_limit or None)
@@ -386,7 +396,7 @@ class OrchestStepOperator(DockerOperator):
             raise DockerContainerFailedException(f"Docker container failed: {result!r}",
                                                  logs=list(tail))
 
-    def _remove_container(self, *, stop: bool, timeout: float = STOP_TIMEOUT) -> None:
+    def _remove_container(self, *, stop: bool, timeout: int = STOP_TIMEOUT) -> None:
         import docker.errors
 
         container = self.container

@@ -17,6 +17,7 @@ from airflow.sdk import BaseOperator
 
 from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
+from .context import MAP_INDEX_TEMPLATE, name_map_index
 from .errors import user_error
 
 #: The snapshot operator's task id: the plan reads the job run it returns.
@@ -64,7 +65,7 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
     """Wait for a run slot (if limited), check the snapshot out, start the services."""
     from airflow.sdk import task
 
-    @task(task_id="prepare", map_index_template="{{ orchest_run_label }}",
+    @task(task_id="prepare", map_index_template=MAP_INDEX_TEMPLATE,
           retries=PREPARE_RETRIES, retry_delay=PREPARE_RETRY_DELAY)
     def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
@@ -75,7 +76,7 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
         from .run import admit_or_wait, check_out, start_services
 
         desc = describe(run, job_run)
-        get_current_context()["orchest_run_label"] = desc.label  # names the map index
+        name_map_index(get_current_context(), desc.label)
         settings = load_settings()
         if limits:
             admit_or_wait(settings, desc, limits, dag_run, ti)
@@ -91,7 +92,7 @@ def cleanup_task(run, job_run):
     """The run's teardown: stop its services, give its run slots back."""
     from airflow.sdk import task
 
-    @task(task_id="cleanup", map_index_template="{{ orchest_run_label }}")
+    @task(task_id="cleanup", map_index_template=MAP_INDEX_TEMPLATE)
     def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
         from airflow.sdk import get_current_context
 
@@ -100,7 +101,7 @@ def cleanup_task(run, job_run):
         from .run import end_run
 
         desc = describe(run, job_run)
-        get_current_context()["orchest_run_label"] = desc.label
+        name_map_index(get_current_context(), desc.label)
         end_run(load_settings(), desc)
 
     return cleanup(run, job_run)

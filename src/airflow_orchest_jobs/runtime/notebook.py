@@ -265,27 +265,28 @@ def execute(client, km):
     """
     from jupyter_core.utils import run_sync
 
-    outcome = {}
+    errors: list[BaseException] = []  # handed from the worker to the main thread
+    done_at: list[float] = []
 
-    def work():
+    def work() -> None:
         try:
             client.execute()
-        except BaseException as exc:  # handed to the main thread
-            outcome["error"] = exc
-        outcome["done"] = time.monotonic()
+        except BaseException as exc:
+            errors.append(exc)
+        done_at.append(time.monotonic())
         with contextlib.suppress(Exception):
             if km.has_kernel:
-                run_sync(km.shutdown_kernel)(now="error" in outcome)
+                run_sync(km.shutdown_kernel)(now=bool(errors))
 
     worker = threading.Thread(target=work, name="nbclient", daemon=True)
     worker.start()
     while worker.is_alive():
         worker.join(0.2)  # timed: a signal is handled within 0.2 s
-        if "done" in outcome and time.monotonic() - outcome["done"] > SHUTDOWN_LIMIT:
+        if done_at and time.monotonic() - done_at[0] > SHUTDOWN_LIMIT:
             say("warning: the kernel did not shut down in time; killing it")
             break
     kill_kernel(km)  # whatever the worker did, no kernel outlives the step
-    return outcome.get("error")
+    return errors[0] if errors else None
 
 
 def failure(error, kernel, path, asked, installed):
@@ -318,11 +319,11 @@ MIN_SECRET_LENGTH = 5
 
 def redact_secrets(nb):
     """Replace every secret value (and each line of a multi-line one) in cell outputs."""
-    values = set()
+    found: set[str] = set()
     for name in os.environ.get(SECRET_NAMES, "").split(","):
         value = os.environ.get(name, "") if name else ""
-        values.update(p for p in [value, *value.splitlines()] if len(p) >= MIN_SECRET_LENGTH)
-    values = sorted(values, key=len, reverse=True)
+        found.update(p for p in [value, *value.splitlines()] if len(p) >= MIN_SECRET_LENGTH)
+    values = sorted(found, key=len, reverse=True)
 
     def clean(obj):
         if isinstance(obj, str):

@@ -48,7 +48,7 @@ def write_atomically(path: Path, data: bytes, tmp_dir: Path, *, durable: bool) -
         fsync_dir(path.parent)
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
     """os.write may write less than asked (signals, pipes); loop until all is out."""
     view = memoryview(data)
     while view:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import OrchestError
 
@@ -83,7 +83,7 @@ def encode(
         "project_dir": str(project_dir),
     }
     quote = encode_basestring_ascii  # what json.dumps uses; one call per path is cheap
-    lines = sorted(
+    entries = sorted(
         [
             *((f.path, f'{{"hash":"{f.digest}","mode":{f.mode},"path":{quote(f.path)},'
                        f'"size":{f.size}}}') for f in files),
@@ -91,13 +91,13 @@ def encode(
               for link in links),
         ]
     )
-    lines = [_dump(header), *(line for _, line in lines)]
+    lines = [_dump(header), *(line for _, line in entries)]
     data = ("\n".join(lines) + "\n").encode("ascii")
     snapshot_id = hashlib.sha256(data).hexdigest()[:ID_LENGTH]
     return Manifest(_snapshot(snapshot_id, header), files, links), data
 
 
-def _snapshot(snapshot_id: str, header: dict) -> Snapshot:
+def _snapshot(snapshot_id: str, header: dict[str, Any]) -> Snapshot:
     return Snapshot(
         id=snapshot_id,
         project_dir=Path(header["project_dir"]),

@@ -215,11 +215,12 @@ class ProjectRules:
     def is_ignored(self, rel_path: str) -> bool:
         """For a walk of one's own: is ``rel_path`` (``"a/b/"`` for a folder) left out?"""
         *parents, name = rel_path.rstrip("/").split("/")
-        folder: Folder | None = self.top
+        folder = self.top
         for part in parents:
-            folder = self._lookup(folder, part)
-            if folder is None:
+            inner = self._lookup(folder, part)
+            if inner is None:
                 return True
+            folder = inner
         if rel_path.endswith("/"):
             return self._lookup(folder, name) is None
         return not self.keeps(folder, name)

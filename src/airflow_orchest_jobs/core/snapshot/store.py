@@ -27,6 +27,7 @@ check) rather than producing a wrong tree.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import fcntl
@@ -85,7 +86,7 @@ class DiskUsage:
     bytes: int  # allocated on disk by everything in the store, as du counts it
 
 
-def _scandir(folder: Path) -> list[os.DirEntry]:
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
     try:
         return list(os.scandir(folder))
     except FileNotFoundError:
@@ -264,7 +265,7 @@ class SnapshotStore:
                 log.warning("%s", exc)
         return sorted(snapshots, key=lambda item: (item.created, item.id))
 
-    def _manifest_files(self) -> list[Path]:
+    def _manifest_files(self) -> builtins.list[Path]:  # list: the method above
         try:
             names = os.listdir(self.manifests)
         except FileNotFoundError:
