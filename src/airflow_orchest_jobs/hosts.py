@@ -66,21 +66,28 @@ def remove_containers(cli: Any, filters: dict[str, Any],
                       created_before: float | None = None) -> list[str]:
     """Force-remove every container (running or not) matching ``filters`` (and created
     before ``created_before``, epoch seconds, if given); their ids."""
-    import docker.errors
-
     removed = []
     for container in cli.containers(all=True, filters=filters):
         if created_before is not None and container.get("Created", 0) >= created_before:
             continue
-        try:
-            cli.remove_container(container["Id"], force=True)
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: already being removed
-                raise
-        removed.append(container["Id"])
+        if force_remove(cli, container["Id"]):
+            removed.append(container["Id"])
     return removed
+
+
+def force_remove(cli: Any, container_id: str) -> bool:
+    """Force-remove one container: True when removed (or already being removed), False
+    when it is gone; any other engine error is raised."""
+    import docker.errors
+
+    try:
+        cli.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: already being removed
+            raise
+    return True
 
 
 @contextlib.contextmanager

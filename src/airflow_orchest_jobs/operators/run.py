@@ -188,18 +188,16 @@ def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
     """Force-remove the job run's containers on one engine: (removed, of which steps)."""
     import docker.errors
 
-    from ..hosts import LABEL_STEP
+    from ..hosts import LABEL_STEP, force_remove
 
     removed = steps = 0
     for box in cli.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_run_key}"]}):
         try:
-            cli.remove_container(box["Id"], force=True)
-        except docker.errors.NotFound:
-            continue
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: already being removed
-                log.warning("Could not remove container %s: %s", box["Id"][:12], exc)
+            if not force_remove(cli, box["Id"]):
                 continue
+        except docker.errors.APIError as exc:
+            log.warning("Could not remove container %s: %s", box["Id"][:12], exc)
+            continue
         removed += 1
         steps += LABEL_STEP in (box.get("Labels") or {})
     return removed, steps
