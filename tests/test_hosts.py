@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.hosts import (
     LABEL_RUN,
     LABEL_STEP,
@@ -24,6 +25,13 @@ from airflow_orchest_jobs.hosts import (
 )
 
 pytestmark = pytest.mark.docker
+
+
+def _connect(url: str):
+    """Another engine reached as the step operator reaches it (the DockerHook factory)."""
+    from airflow_orchest_jobs.operators.dockerhook import engine_api
+
+    return engine_api(Settings.from_mapping({}), url, timeout=5)
 
 
 def _container(client, image: str, **labels: str) -> str:
@@ -50,7 +58,8 @@ def test_claim_removes_earlier_tries_and_records_this_one(docker_client, images,
     try:
         with caplog.at_level(logging.INFO):
             labels = claim_engine(docker_client.api, "unix://var/run/docker.sock", tmp_path, run,
-                                  step, SimpleNamespace(try_number=2), logging.getLogger("test"))
+                                  step, SimpleNamespace(try_number=2), logging.getLogger("test"),
+                                  connect=_connect)
         assert not _exists(docker_client, left)
         assert _exists(docker_client, other_step)  # another step of the run is left alone
         assert "not reachable" in caplog.text and "celery@gone" in caplog.text
@@ -69,10 +78,9 @@ def test_sweep_removes_only_the_workers_own(docker_client, images) -> None:
                         **{LABEL_RUN: "r", LABEL_STEP: "s", LABEL_WORKER: "celery@other"})
     try:
         # A container made after the worker (re)started is a task it took since: kept.
-        assert sweep_worker("unix://var/run/docker.sock", "celery@sweep-me",
+        assert sweep_worker(docker_client.api, "celery@sweep-me",
                             started=time.time() - 3600) == []
-        removed = sweep_worker("unix://var/run/docker.sock", "celery@sweep-me",
-                               started=time.time() + 5)
+        removed = sweep_worker(docker_client.api, "celery@sweep-me", started=time.time() + 5)
         assert removed == [mine]
         assert _exists(docker_client, theirs)
     finally:

@@ -7,8 +7,10 @@ CELERY_CONFIG`` (``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS``) on the workers:
   becomes ``ORCHEST_JOBS_WORKER`` for every task it runs: step containers carry it as
   their ``orchest-jobs.worker`` label;
 * when it is ready (``worker_ready``), it removes the step containers it left on its
-  engine (``[orchest_jobs] docker_url``) when it was killed: those created before it
-  started (a task it already took may be starting one).
+  engine (``[orchest_jobs] docker_url``, reached like every other access: the
+  ``docker_conn_id`` Connection and TLS files, read from the worker's environment or
+  secrets backend) when it was killed: those created before it started (a task it
+  already took may be starting one).
 """
 
 from __future__ import annotations
@@ -46,9 +48,15 @@ def sweep_on_ready(**_: Any) -> None:
         return
     try:
         from .config import load_settings
+        from .operators.dockerhook import engine_api
 
-        docker_url = load_settings().docker_url
-        removed = sweep_worker(docker_url, name, _STARTED[0] if _STARTED else None)
+        settings = load_settings()
+        docker_url = settings.docker_url
+        cli = engine_api(settings)
+        try:
+            removed = sweep_worker(cli, name, _STARTED[0] if _STARTED else None)
+        finally:
+            cli.close()
     except Exception as exc:
         log.warning("Orchest jobs: could not sweep the containers of %s: %s", name, exc)
         return

@@ -14,7 +14,9 @@ Two guards keep one step of one pipeline run from running twice at once:
   step container is labelled with its worker's name, and a Celery worker sweeps its
   engine when it is ready (:mod:`.celery_config`; nothing of its can be running then).
 
-Docker is imported inside functions only.
+Docker is imported inside functions only; every client is given (made by
+:mod:`airflow_orchest_jobs.operators.dockerhook`, with the installation's TLS files and
+Docker Connection): this module never imports Airflow.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .engine.clients import Connect, DockerUnavailable
+
 #: Label naming the worker that started a step container.
 LABEL_WORKER = "orchest-jobs.worker"
 #: The step container labels this module reads (set by the step operator).
@@ -37,25 +41,16 @@ LABEL_RUN = "orchest-jobs.run-uuid"
 LABEL_STEP = "orchest-jobs.step-uuid"
 #: Environment variable naming this worker (set by the Celery hook for its processes).
 WORKER_VARIABLE = "ORCHEST_JOBS_WORKER"
-#: Seconds to reach another try's engine before taking its host to be gone.
-REMOTE_TIMEOUT = 5
 #: Folder of the run folder where each step's tries record their engine.
 RECORDS = "engines"
 
 log = logging.getLogger(__name__)
 
 
-def worker_name() -> str:
-    """This worker's name: its Celery node name, else Airflow's hostname of the host."""
-    name = os.environ.get(WORKER_VARIABLE)
-    if name:
-        return name
-    try:
-        from airflow.sdk.api.client import get_hostname
-
-        return str(get_hostname())
-    except Exception:  # not in a task: the plain host name
-        return socket.getfqdn()
+def worker_name(hostname: str | None = None) -> str:
+    """This worker's name: its Celery node name, else ``hostname`` (a task instance's
+    ``hostname``, Airflow's name for the host), else the plain host name."""
+    return os.environ.get(WORKER_VARIABLE) or hostname or socket.getfqdn()
 
 
 def _labels_filter(run_uuid: str, step_uuid: str) -> dict[str, list[str]]:
@@ -122,11 +117,10 @@ def engine_identity(cli: Any) -> str:
     return "|".join(str(info.get(k, "")) for k in ("ID", "Name", "DockerRootDir"))
 
 
-def _fence_remote(record: dict[str, Any], run_uuid: str, step_uuid: str) -> list[str]:
+def _fence_remote(connect: Connect, record: dict[str, Any], run_uuid: str,
+                  step_uuid: str) -> list[str]:
     """Remove the step's containers from another try's engine, if it is still that one."""
-    import docker
-
-    cli = docker.APIClient(base_url=record["docker_url"], timeout=REMOTE_TIMEOUT)
+    cli = connect(record["docker_url"])
     try:
         if engine_identity(cli) != record["engine"]:
             return []  # that address is another engine now (or from this host): not ours
@@ -136,13 +130,16 @@ def _fence_remote(record: dict[str, Any], run_uuid: str, step_uuid: str) -> list
 
 
 def claim_engine(cli: Any, docker_url: str | None, run_dir: str | Path, run_uuid: str,
-                 step_uuid: str, ti: Any = None, logger: Any = log) -> dict[str, str]:
+                 step_uuid: str, ti: Any = None, logger: Any = log, *,
+                 connect: Connect) -> dict[str, str]:
     """Before a step container starts: remove what earlier tries of this step left running
-    (here and on the engines they ran on), record this try's engine (``ti``: the task
-    instance, for its try number); the labels to add."""
+    (here and, reached with ``connect``, on the engines they ran on), record this try's
+    engine (``ti``: the task instance, for its try number and host name); the labels to
+    add."""
     import docker.errors
 
     try_number = getattr(ti, "try_number", None)
+    worker = worker_name(getattr(ti, "hostname", None))
 
     engine = engine_identity(cli)
     left = remove_containers(cli, _labels_filter(run_uuid, step_uuid))
@@ -156,8 +153,8 @@ def claim_engine(cli: Any, docker_url: str | None, run_dir: str | Path, run_uuid
             if record["engine"] == engine:
                 continue
             try:
-                removed = _fence_remote(record, run_uuid, step_uuid)
-            except (docker.errors.DockerException, OSError) as exc:
+                removed = _fence_remote(connect, record, run_uuid, step_uuid)
+            except (docker.errors.DockerException, DockerUnavailable, OSError) as exc:
                 logger.warning("Engine %s of try %s (worker %s) not reachable (%s): its host is "
                                "taken to be gone, with its containers", record.get("docker_url"),
                                record.get("try"), record.get("worker"), exc)
@@ -167,19 +164,13 @@ def claim_engine(cli: Any, docker_url: str | None, run_dir: str | Path, run_uuid
                             "engine %s (that worker was lost)", len(removed), record.get("try"),
                             record.get("worker"), record.get("docker_url"))
         records.append({"try": try_number, "engine": engine, "docker_url": docker_url,
-                        "worker": worker_name(), "at": time.time()})
+                        "worker": worker, "at": time.time()})
         _write_records(path, records)
-    return {LABEL_WORKER: worker_name()}
+    return {LABEL_WORKER: worker}
 
 
-def sweep_worker(docker_url: str, worker: str, started: float | None = None) -> list[str]:
-    """Remove every step container ``worker`` started on the engine at ``docker_url``
-    before it (re)started at ``started`` (epoch seconds; None: all of them)."""
-    import docker
-
-    cli = docker.APIClient(base_url=docker_url, timeout=30)
-    try:
-        return remove_containers(cli, {"label": [f"{LABEL_WORKER}={worker}"]},
-                                 created_before=started)
-    finally:
-        cli.close()
+def sweep_worker(cli: Any, worker: str, started: float | None = None) -> list[str]:
+    """Remove every step container ``worker`` started on ``cli``'s engine before it
+    (re)started at ``started`` (epoch seconds; None: all of them)."""
+    return remove_containers(cli, {"label": [f"{LABEL_WORKER}={worker}"]},
+                             created_before=started)

@@ -5,7 +5,8 @@ rebuilding an environment later did not change the job. Here ``freeze`` pins eac
 to an immutable reference and gives it a tag owned by the job, so re-tagging or pruning
 the environment's tag cannot take it away; ``release`` drops those tags again.
 
-Docker is imported inside functions only: the CLI and DAG parsing never load it.
+Docker is imported inside functions only: the CLI and DAG parsing never load it. The
+client is always given (made by :mod:`airflow_orchest_jobs.operators.dockerhook`).
 """
 
 from __future__ import annotations
@@ -41,22 +42,6 @@ BUILD_FIX = (
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-
-
-class DockerUnavailable(RuntimeError):
-    """The Docker engine cannot be reached: worth a retry, not a user error in a file."""
-
-
-def docker_client(docker_url: str) -> docker.DockerClient:
-    """A client for ``docker_url`` that has answered a ping (clear error otherwise)."""
-    import docker
-
-    try:
-        client = docker.DockerClient(base_url=docker_url)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise DockerUnavailable(unreachable_message(docker_url, exc)) from exc
-    return client
 
 
 def unreachable_message(docker_url: str, exc: object) -> str:
@@ -167,12 +152,14 @@ def configured_registry(registry: str | None) -> str:
 
 
 def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
-           registry: str | None = None) -> dict[str, str]:
+           registry: str | None = None, *,
+           registry_auth: tuple[str, str] | None = None) -> dict[str, str]:
     """Pin every image and tag it for ``job_id``; returns key -> what a step must run.
 
     Every missing image is reported at once (nothing is tagged then). With a ``registry``
     (None: ``[orchest_jobs] registry``) the images are pushed there and pinned by its
-    digests (:mod:`.registry`).
+    digests (:mod:`.registry`; ``registry_auth``: the login of its HTTP API, else the
+    Docker config file's; pushes use what the engine was logged in with).
     """
     import docker.errors
 
@@ -191,7 +178,7 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
         from .registry import push_frozen
 
         return push_frozen(client, found, {k: _frozen_tag(k) for k in found}, repository,
-                           registry)
+                           registry, auth=registry_auth)
     pinned: dict[str, str] = {}
     for key, image in found.items():
         image.tag(repository, _frozen_tag(key))
@@ -199,11 +186,12 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
     return pinned
 
 
-def release(client: docker.DockerClient, job_id: str, registry: str | None = None) -> list[str]:
+def release(client: docker.DockerClient, job_id: str, registry: str | None = None, *,
+            registry_auth: tuple[str, str] | None = None) -> list[str]:
     """Remove the job's tags (an image nothing else tags goes with them); returns them.
 
     With a ``registry`` (None: ``[orchest_jobs] registry``), also what the job pushed
-    there (:mod:`.registry`)."""
+    there (:mod:`.registry`; ``registry_auth``: its login, else the Docker config file's)."""
     import docker.errors
 
     repository = frozen_repository(job_id)
@@ -212,7 +200,7 @@ def release(client: docker.DockerClient, job_id: str, registry: str | None = Non
     if registry:
         from .registry import release_pushed
 
-        removed += release_pushed(client, repository, registry)
+        removed += release_pushed(client, repository, registry, auth=registry_auth)
     for image in client.images.list(name=repository):
         for tag in image.tags:
             if tag.startswith(repository + ":"):

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: A registry login (username, password), or None.
+Auth = tuple[str, str] | None
+
 #: Manifest media types asked for when reading a tag's digest.
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -68,16 +71,12 @@ def _problem(registry: Registry, message: str) -> OrchestError:
     return OrchestError(Problem(f"[orchest_jobs] registry {registry.host}", "", message))
 
 
-def _auth(client: docker.DockerClient | None, registry: Registry) -> tuple[str, str] | None:
-    """Username and password for ``registry`` from the Docker client config, if any."""
-    if client is None:
-        return None
+def _config_auth(registry: Registry) -> tuple[str, str] | None:
+    """Username and password for ``registry`` from the Docker config file, if any."""
     try:
-        from docker.auth import resolve_authconfig
+        from docker.auth import load_config, resolve_authconfig
 
-        # docker-py keeps the loaded config.json private (a listed exception, issue 26).
-        auth_configs = client.api._auth_configs  # type: ignore[attr-defined]
-        found = resolve_authconfig(auth_configs, registry.host) or {}
+        found = resolve_authconfig(load_config(), registry.host) or {}
     except Exception:  # no config, or one docker-py cannot read: anonymous
         return None
     if found.get("username") and found.get("password"):
@@ -85,14 +84,15 @@ def _auth(client: docker.DockerClient | None, registry: Registry) -> tuple[str, 
     return None
 
 
-def api(method: str, registry: Registry, path: str, *, client: Any = None,
+def api(method: str, registry: Registry, path: str, *, auth: Auth = None,
         headers: Mapping[str, str] | None = None) -> Any:
-    """One call to the registry's HTTP API (``/v2`` + ``path``), with basic or token auth."""
+    """One call to the registry's HTTP API (``/v2`` + ``path``), with basic or token auth
+    (``auth``: the Docker Connection's login; None: the Docker config file's, if any)."""
     import requests
 
     url = registry.base_url + "/v2" + path
     headers = dict(headers or {})
-    credentials = _auth(client, registry)
+    credentials = auth or _config_auth(registry)
     response = requests.request(method, url, headers=headers, timeout=TIMEOUT,
                                 auth=credentials)
     challenge = response.headers.get("WWW-Authenticate", "")
@@ -108,12 +108,12 @@ def api(method: str, registry: Registry, path: str, *, client: Any = None,
     return response
 
 
-def check_reachable(registry: Registry, client: Any = None) -> None:
+def check_reachable(registry: Registry, auth: Auth = None) -> None:
     """Fail with one clear message when the registry's API does not answer."""
     import requests
 
     try:
-        response = api("GET", registry, "/", client=client)
+        response = api("GET", registry, "/", auth=auth)
     except requests.RequestException as exc:
         raise _problem(registry, f"not reachable at {registry.base_url} ({_reason(exc)}); "
                        "the job was not created (nothing frozen, no state written): "
@@ -144,14 +144,14 @@ def _push(client: docker.DockerClient, repository: str, tag: str) -> str:
 
 
 def push_frozen(client: docker.DockerClient, images: Mapping[str, Any], tags: Mapping[str, str],
-                repository: str, value: str) -> dict[str, str]:
+                repository: str, value: str, *, auth: Auth = None) -> dict[str, str]:
     """Push each image as ``<registry>/<repository>:<tag>``; key -> ``repo@sha256:...``.
 
     All or nothing: on any failure the tags made here are removed and what was pushed is
     deleted again, so a failed job creation leaves no half-frozen job behind.
     """
     registry = Registry.parse(value)
-    check_reachable(registry, client)
+    check_reachable(registry, auth)
     target = registry.repository(repository)
     pinned: dict[str, str] = {}
     tagged: list[str] = []
@@ -161,7 +161,7 @@ def push_frozen(client: docker.DockerClient, images: Mapping[str, Any], tags: Ma
             tagged.append(f"{target}:{tags[key]}")
             pinned[key] = f"{target}@{_push(client, target, tags[key])}"
     except Exception as exc:
-        _undo(client, registry, tagged, pinned.values())
+        _undo(client, registry, tagged, pinned.values(), auth)
         raise _problem(registry, f"pushing {tagged[-1] if tagged else target} failed ({exc}); "
                        "the job was not created (nothing frozen, no state written): check the "
                        "registry and the engine's access to it (an http registry must be in "
@@ -171,10 +171,10 @@ def push_frozen(client: docker.DockerClient, images: Mapping[str, Any], tags: Ma
 
 
 def _undo(client: docker.DockerClient, registry: Registry, tagged: list[str],
-          pushed: Any) -> None:
+          pushed: Any, auth: Auth) -> None:
     for ref in pushed:
         repository, _, digest = ref.partition("@")
-        _delete_manifest(registry, registry.api_name(repository), digest, client)
+        _delete_manifest(registry, registry.api_name(repository), digest, auth)
     _remove_tags(client, tagged)
 
 
@@ -194,11 +194,11 @@ def _remove_tags(client: docker.DockerClient, tags: list[str]) -> list[str]:
     return removed
 
 
-def _delete_manifest(registry: Registry, name: str, digest: str, client: Any) -> bool:
+def _delete_manifest(registry: Registry, name: str, digest: str, auth: Auth) -> bool:
     import requests
 
     try:
-        response = api("DELETE", registry, f"/{name}/manifests/{digest}", client=client)
+        response = api("DELETE", registry, f"/{name}/manifests/{digest}", auth=auth)
     except requests.RequestException as exc:
         log.warning("Registry %s unreachable: %s@%s not deleted (%s)", registry.host, name,
                     digest, exc)
@@ -214,7 +214,8 @@ def _delete_manifest(registry: Registry, name: str, digest: str, client: Any) ->
     return False
 
 
-def release_pushed(client: docker.DockerClient | None, repository: str, value: str) -> list[str]:
+def release_pushed(client: docker.DockerClient | None, repository: str, value: str, *,
+                   auth: Auth = None) -> list[str]:
     """Delete every manifest of the job's repository in the registry, and its local tags.
 
     Returns what was removed (``repo@digest`` and ``repo:tag``). An unreachable registry
@@ -231,7 +232,7 @@ def release_pushed(client: docker.DockerClient | None, repository: str, value: s
         for image in client.images.list(name=target):
             local += [tag for tag in image.tags if tag.startswith(target + ":")]
     try:
-        response = api("GET", registry, f"/{name}/tags/list", client=client)
+        response = api("GET", registry, f"/{name}/tags/list", auth=auth)
         tags = (response.json().get("tags") or []) if response.ok else []
     except (requests.RequestException, ValueError) as exc:
         log.warning("Registry %s unreachable: %s not released there (%s)", registry.host,
@@ -240,7 +241,7 @@ def release_pushed(client: docker.DockerClient | None, repository: str, value: s
     digests: set[str] = set()
     for tag in tags:
         try:
-            head = api("HEAD", registry, f"/{name}/manifests/{tag}", client=client,
+            head = api("HEAD", registry, f"/{name}/manifests/{tag}", auth=auth,
                        headers={"Accept": MANIFEST_TYPES})
         except requests.RequestException as exc:
             log.warning("Registry %s: cannot read %s:%s (%s)", registry.host, name, tag, exc)
@@ -248,7 +249,7 @@ def release_pushed(client: docker.DockerClient | None, repository: str, value: s
         if head.ok and head.headers.get("Docker-Content-Digest"):
             digests.add(head.headers["Docker-Content-Digest"])
     for digest in sorted(digests):
-        if _delete_manifest(registry, name, digest, client):
+        if _delete_manifest(registry, name, digest, auth):
             removed.append(f"{target}@{digest}")
     if client is not None:
         removed += _remove_tags(client, local)

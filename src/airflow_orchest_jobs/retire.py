@@ -7,10 +7,15 @@ with no run, release their frozen image tags and collect their snapshots.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core.retention import apply_retention, collect_snapshots
+
+if TYPE_CHECKING:
+    import docker
 
 
 @dataclass(frozen=True)
@@ -24,15 +29,20 @@ class Retired:
                 "freed_bytes": self.freed_bytes}
 
 
-def retire(store_dir: Path, dag_id: str, keep: int | None, docker_url: str) -> Retired:
-    """Apply ``keep`` to ``dag_id``'s runs; release and collect what nothing uses."""
+def retire(store_dir: Path, dag_id: str, keep: int | None,
+           engine: Callable[[], docker.DockerClient],
+           registry_auth: tuple[str, str] | None = None) -> Retired:
+    """Apply ``keep`` to ``dag_id``'s runs; release and collect what nothing uses.
+
+    ``engine`` makes the Docker client, only when a job's images are to be released;
+    ``registry_auth``: the registry login for deleting what a job pushed."""
     report = apply_retention(store_dir, dag_id, keep)
     freed = report.freed_bytes
     if report.released_jobs:
-        from .images import docker_client, job_image_owner, release
+        from .images import job_image_owner, release
 
-        client = docker_client(docker_url)
+        client = engine()
         for key in report.released_jobs:
-            release(client, job_image_owner(store_dir, key))
+            release(client, job_image_owner(store_dir, key), registry_auth=registry_auth)
         freed += collect_snapshots(store_dir, set(report.released_jobs.values()))
     return Retired(len(report.deleted_runs), sorted(report.released_jobs), freed)

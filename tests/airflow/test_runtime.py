@@ -27,15 +27,15 @@ from airflow_orchest_jobs.core.model import Pipeline
 from airflow_orchest_jobs.core.pipeline import load_pipeline
 from airflow_orchest_jobs.core.plan import hand_over
 from airflow_orchest_jobs.core.project import project_uuid
-from airflow_orchest_jobs.core.settings import step_owner
+from airflow_orchest_jobs.core.settings import Settings, step_owner
+from airflow_orchest_jobs.engine.clients import DockerUnavailable
 from airflow_orchest_jobs.images import (
-    DockerUnavailable,
-    docker_client,
     environment_image,
     freeze,
     release,
     resolve_images,
 )
+from airflow_orchest_jobs.operators.dockerhook import engine_client
 from airflow_orchest_jobs.operators.step import LABEL_RUN, OrchestStepOperator
 from tests.airflow_helpers import run_dag, task_states
 from tests.orchest_factory import ENV, pipeline_doc, step, write_environment, write_project
@@ -380,7 +380,7 @@ def test_unreachable_engine_names_the_url(tmp_path):
     with pytest.raises(AirflowException, match=f"Docker engine not reachable at {url}"):
         op.execute({})
     with pytest.raises(DockerUnavailable, match="docker_url"):
-        docker_client(url)
+        engine_client(Settings.from_mapping({"docker_url": url}))
 
 
 def test_max_steps_parallelism_holds_steps_of_one_run_back(tmp_path):

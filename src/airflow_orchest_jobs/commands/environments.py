@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..config import load_settings
 
@@ -52,12 +53,17 @@ def register(subparsers) -> None:
     listing.set_defaults(func=run_list)
 
 
-def _docker_url(args: argparse.Namespace) -> str:
-    return args.docker_url or load_settings().docker_url
+def _engine(args: argparse.Namespace) -> Any:
+    """The engine as the tasks reach it (the Docker Connection and TLS files of
+    ``[orchest_jobs]``); ``--docker-url`` picks another address."""
+    from ..operators.dockerhook import engine_client
+
+    return engine_client(load_settings(), args.docker_url)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..images import DockerUnavailable, build_environments, docker_client
+    from ..engine.clients import DockerUnavailable
+    from ..images import build_environments
     from ..orchest_layer import LayerError, parse_bases
 
     try:
@@ -66,7 +72,7 @@ def run_build(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     try:
-        client = docker_client(_docker_url(args))
+        client = _engine(args)
     except DockerUnavailable as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -82,10 +88,11 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..images import DockerUnavailable, docker_client, environment_status
+    from ..engine.clients import DockerUnavailable
+    from ..images import environment_status
 
     try:
-        client = docker_client(_docker_url(args))
+        client = _engine(args)
     except DockerUnavailable as exc:
         print(f"warning: {exc}", file=sys.stderr)
         client = None

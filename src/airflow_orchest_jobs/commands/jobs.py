@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..config import load_settings
@@ -61,7 +62,17 @@ def run_clean(args: argparse.Namespace) -> int:
     if args.keep < 0:
         raise OrchestError.single("--keep", "", "must be 0 or more")
     store = _store(args)
-    report = retire(store, args.dag_id, args.keep, args.docker_url or load_settings().docker_url)
+    from ..engine.clients import DockerUnavailable
+    from ..operators.dockerhook import engine_client, registry_auth
+
+    settings = load_settings()
+    try:
+        report = retire(store, args.dag_id, args.keep,
+                        lambda: engine_client(settings, args.docker_url),
+                        registry_auth(settings))
+    except DockerUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1
     print(f"deleted {report.deleted_runs} pipeline run(s), released "
           f"{len(report.released_jobs)} job(s), freed {report.freed_bytes} bytes")
     return 0

@@ -39,6 +39,21 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "bridge",
     ),
     "docker_url": ("Docker engine address.", "unix://var/run/docker.sock"),
+    "docker_conn_id": (
+        "Airflow Connection (type docker) used for every Docker engine access: its host, "
+        "login and password log the engine in to that registry (pulls and pushes use it); "
+        "its extra may name tls_ca_cert, tls_client_cert and tls_client_key, which win over "
+        "the settings below. Empty: no Connection.",
+        "",
+    ),
+    "tls_ca_cert": (
+        "PEM file of the CA that signed the Docker engine's certificate (a TLS engine, "
+        "dockerd --tlsverify; docker_url tcp://host:2376). Set all three tls_ options or "
+        "none.",
+        "",
+    ),
+    "tls_client_cert": ("PEM client certificate presented to a TLS Docker engine.", ""),
+    "tls_client_key": ("PEM key of tls_client_cert.", ""),
     "registry": (
         "Docker registry (host[:port][/prefix]; http:// or https:// in front to say how its "
         "API is reached) that creating a job pushes every environment image to, pinned by "
@@ -82,6 +97,10 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "environment_images": ("string", '{"*": "registry.example.com/python-orchest:3.11"}'),
     "network_mode": ("string", "none"),
     "docker_url": ("string", "tcp://docker-host:2376"),
+    "docker_conn_id": ("string", "docker_default"),
+    "tls_ca_cert": ("string", "/etc/orchest-jobs/tls/ca.pem"),
+    "tls_client_cert": ("string", "/etc/orchest-jobs/tls/cert.pem"),
+    "tls_client_key": ("string", "/etc/orchest-jobs/tls/key.pem"),
     "registry": ("string", "registry.example.com:5000/orchest"),
     "max_parallel_pipeline_runs": ("integer", "4"),
     "step_user": ("string", "1000:1000"),
@@ -111,6 +130,11 @@ class Settings:
     environment_images: Mapping[str, str] = field(default_factory=dict)
     network_mode: str = "bridge"
     docker_url: str = "unix://var/run/docker.sock"
+    #: The Docker Connection and TLS files of every engine access (see OPTIONS).
+    docker_conn_id: str = ""
+    tls_ca_cert: str = ""
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
     registry: str = ""
     step_user: str = ""
     max_parallel_pipeline_runs: int = 0
@@ -145,6 +169,8 @@ class Settings:
                 "",
                 'must be a JSON object of strings, environment uuid (or "*") to image',
             )
+        tls = _check_tls({key: expand_home((values.get(key) or "").strip())
+                          for key in TLS_OPTIONS})
         return cls(
             projects_dir=Path(get("projects_dir")).expanduser(),
             store_dir=Path(get("store_dir")).expanduser(),
@@ -152,6 +178,10 @@ class Settings:
             environment_images=images,
             network_mode=get("network_mode"),
             docker_url=get("docker_url"),
+            docker_conn_id=(values.get("docker_conn_id") or "").strip(),
+            tls_ca_cert=tls["tls_ca_cert"],
+            tls_client_cert=tls["tls_client_cert"],
+            tls_client_key=tls["tls_client_key"],
             registry=_check_registry(values.get("registry") or ""),
             step_user=_check_user(values.get("step_user") or ""),
             max_parallel_pipeline_runs=_check_count("max_parallel_pipeline_runs",
@@ -169,6 +199,18 @@ class Settings:
 
 
 NOBODY = (65534, 65534)
+#: The TLS files of a Docker engine: all three or none.
+TLS_OPTIONS = ("tls_ca_cert", "tls_client_cert", "tls_client_key")
+
+
+def _check_tls(values: dict[str, str]) -> dict[str, str]:
+    missing = [key for key in TLS_OPTIONS if not values[key]]
+    if missing and len(missing) < len(TLS_OPTIONS):
+        raise OrchestError.single(f"[{SECTION}] {missing[0]}", "", "is empty while "
+                                  f"{', '.join(k for k in TLS_OPTIONS if k not in missing)} "
+                                  "is set; a TLS Docker engine needs all three tls_ files "
+                                  "(or leave all three empty)")
+    return values
 
 
 def _check_user(value: str) -> str:

@@ -112,7 +112,8 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
     """Start the run's services (and the holder of its network namespace), or fail."""
     from ..core.errors import OrchestError
     from ..core.services import service_specs
-    from ..images import docker_client, image_key
+    from ..images import image_key
+    from .dockerhook import engine_client
     from .services import ServiceStartError, start_run_services
     from .step import run_variables
 
@@ -122,7 +123,7 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
         raise user_error(exc) from None
     plain, private = run_variables(run)
     first_step = next(iter(job.pipeline.steps.values()))
-    client = docker_client(settings.docker_url)
+    client = engine_client(settings)
     try:
         holder = start_run_services(
             client, run.run_uuid, specs, run.images, settings.network_mode,
@@ -138,10 +139,10 @@ def end_run(settings: Settings, run: RunDescription) -> None:
     """Stop the run's services and give its slots back (idempotent)."""
     RunSlots(settings.store_dir).release(run.run_uuid)
     if run.job.has_services:
-        from ..images import docker_client
+        from .dockerhook import engine_client
         from .services import stop_run_services
 
-        removed = stop_run_services(docker_client(settings.docker_url), run.run_uuid)
+        removed = stop_run_services(engine_client(settings), run.run_uuid)
         if removed:
             log.info("Stopped and removed %s", ", ".join(removed))
 
@@ -166,9 +167,9 @@ def remove_job_run_containers(settings: Settings, job_run_key: str, run_root: An
     """Every container left by the job run (steps, services, holders; labelled with
     ``job_run_key``), on this worker's engine and on every other engine its steps ran on
     (the engines recorded in its run folders); how many were removed."""
-    from ..images import docker_client
+    from .dockerhook import engine_api, remote_connector
 
-    cli = docker_client(settings.docker_url).api
+    cli = engine_api(settings)
     try:
         from ..hosts import engine_identity
 
@@ -179,8 +180,9 @@ def remove_job_run_containers(settings: Settings, job_run_key: str, run_root: An
             removed += _remove_labelled(cli, job_run_key)[0]
     finally:
         cli.close()
+    connect = remote_connector(settings)
     for url in _other_engines(run_root, local):
-        removed += _remove_remote(url, job_run_key)
+        removed += _remove_remote(connect, url, job_run_key)
     return removed
 
 
@@ -224,14 +226,14 @@ def _other_engines(run_root: Any, local: str) -> dict[str, str]:
     return engines
 
 
-def _remove_remote(url: str, job_run_key: str) -> int:
-    import docker
+def _remove_remote(connect: Any, url: str, job_run_key: str) -> int:
+    import docker.errors
 
-    from ..hosts import REMOTE_TIMEOUT
+    from ..engine.clients import DockerUnavailable
 
     try:
-        cli = docker.APIClient(base_url=url, timeout=REMOTE_TIMEOUT)
-    except docker.errors.DockerException as exc:
+        cli = connect(url)
+    except (docker.errors.DockerException, DockerUnavailable) as exc:
         log.warning("Engine %s not reachable (%s): its host is taken to be gone", url, exc)
         return 0
     try:
@@ -260,9 +262,9 @@ def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
 def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     import docker.errors
 
-    from ..images import docker_client
+    from .dockerhook import engine_client
 
-    client = docker_client(settings.docker_url)
+    client = engine_client(settings)
     boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})
              if chosen(box.labels.get(LABEL_JOB, ""))]
     for box in boxes:

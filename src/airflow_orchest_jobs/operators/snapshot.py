@@ -148,7 +148,6 @@ class OrchestSnapshotOperator(BaseOperator):
         from ..core.services import service_image_refs
         from ..core.snapshot.store import SnapshotStore
         from ..images import (
-            docker_client,
             environment_ref,
             freeze,
             job_image_owner,
@@ -159,8 +158,10 @@ class OrchestSnapshotOperator(BaseOperator):
         refs = {**resolve_images(job.pipeline, job.project.uuid, settings.environment_images),
                 **service_image_refs(job.pipeline.services, lambda env: environment_ref(
                     env, job.project.uuid, settings.environment_images))}
-        frozen = freeze(docker_client(settings.docker_url), refs,
-                        job_image_owner(settings.store_dir, key))
+        from .dockerhook import engine_client, registry_auth
+
+        frozen = freeze(engine_client(settings), refs, job_image_owner(settings.store_dir, key),
+                        settings.registry, registry_auth=registry_auth(settings))
         layout = StoreLayout(settings.store_dir)
         snapshot = SnapshotStore(layout.snapshots).create(job.project.path)
         self.log.info("Snapshot %s: %d files, %d bytes", snapshot.id, snapshot.file_count,

@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +50,11 @@ from ..hosts import claim_engine
 from ..images import describe_key, image_key, unreachable_message
 from ..links import NotebookHtmlLink
 from .context import name_map_index
+from .dockerhook import remote_connector
 from .errors import user_error
 
 if TYPE_CHECKING:
+    from airflow.providers.docker.hooks.docker import DockerHook
     from airflow.sdk import Context
     from docker.types import Mount
 
@@ -113,6 +116,7 @@ class OrchestStepOperator(DockerOperator):
     ) -> None:
         kwargs.setdefault("auto_remove", "force")
         kwargs.setdefault("do_xcom_push", False)
+        given_secrets = dict(kwargs.pop("private_environment", None) or {})
         super().__init__(
             image=kwargs.pop("image", ""),  # the run's pinned image, set in execute
             network_mode=network_mode,
@@ -137,6 +141,23 @@ class OrchestStepOperator(DockerOperator):
         self.joins_run_namespace = joins_run_namespace
         self.image_key = image_key(step)
         self._killed = False
+        #: Secret variables given to the operator itself; the run's own are added to them.
+        self._given_secrets = given_secrets
+        #: The step's secret variables (kept out of rendered fields and the task log).
+        self._secret_environment: dict[str, str] = {}
+
+    @cached_property
+    def hook(self) -> DockerHook:
+        """The engine as every other part reaches it (:mod:`.dockerhook`): ``[orchest_jobs]
+        docker_conn_id`` and TLS files, unless this operator was given its own."""
+        from ..config import load_settings
+        from .dockerhook import engine_hook
+
+        return engine_hook(load_settings(), self.docker_url,
+                           docker_conn_id=self.docker_conn_id,
+                           tls_files={"tls_ca_cert": self.tls_ca_cert,
+                                      "tls_client_cert": self.tls_client_cert,
+                                      "tls_client_key": self.tls_client_key})
 
     def execute(self, context: Context) -> Any:
         run = _describe(self.run, self.job_run)
@@ -153,7 +174,8 @@ class OrchestStepOperator(DockerOperator):
                       run.label, self.command[-1], self.image)
         self._connect()
         self.labels.update(claim_engine(self.cli, self.docker_url, run.run_dir, run.run_uuid,
-                                        self.step.uuid, context.get("ti"), self.log))
+                                        self.step.uuid, context.get("ti"), self.log,
+                                        connect=remote_connector(self._limits)))
         with _step_slot(run_dir, self.max_steps_parallelism, self.log), \
                 self._watching_for_failure(run_dir):
             try:
@@ -286,7 +308,7 @@ class OrchestStepOperator(DockerOperator):
         self.environment = env
         for name in ORCHEST_NAMES:  # Orchest's own names win over user ones
             private.pop(name, None)
-        self._private_environment = {**self._private_environment, **private}
+        self._secret_environment = {**self._given_secrets, **private}
         #: Kept out of the step's log file (its output is redacted on the worker) and,
         #: by name, out of an executed notebook's outputs (runtime/notebook.py).
         self._secret_values = [value for value in private.values() if value]
@@ -314,12 +336,17 @@ class OrchestStepOperator(DockerOperator):
 
     def _connect(self) -> None:
         """Reach the engine now, with a message naming the URL (Airflow retries apply)."""
+        import docker.errors
         from airflow.sdk.exceptions import AirflowException
 
         try:
-            self.cli  # noqa: B018 - connects and pings
+            self.cli  # noqa: B018 - connects, pings, logs in to the Connection's registry
         except AirflowException as exc:
             raise AirflowException(unreachable_message(self.docker_url, exc)) from exc
+        except docker.errors.APIError as exc:
+            raise AirflowException(f"the Docker engine at {self.docker_url} could not log in "
+                                   f"to the registry of the Docker Connection ({exc}); fix "
+                                   "its host, login or password") from exc
 
     def _run_step(self, context: Context) -> Any:
         """Run the container; an image present locally is never pulled.
@@ -359,7 +386,7 @@ class OrchestStepOperator(DockerOperator):
             raise RuntimeError("Killed before the step's container was created")
         self.container = self.cli.create_container(
             image=self.image, command=self.command, user=self.user,
-            environment={**self.environment, **self._private_environment},
+            environment={**self.environment, **self._secret_environment},
             working_dir=self.working_dir, labels=self.labels, tty=False,
             host_config=host_config)
         if self._killed:  # on_kill ran while the container was being created

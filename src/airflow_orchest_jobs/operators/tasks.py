@@ -164,6 +164,7 @@ class FinalizeOperator(BaseOperator):
         from ..config import load_settings
         from ..core.retention import mark_finished
         from ..retire import retire
+        from .dockerhook import engine_client, registry_auth
         from .run import end_job_run, remove_job_run_containers
         from .snapshot import run_root
 
@@ -184,7 +185,8 @@ class FinalizeOperator(BaseOperator):
             if root.is_dir():  # a job run that ended before its plan has no folder
                 mark_finished(root)
             retired = retire(settings.store_dir, job.dag_id, job.max_retained_pipeline_runs,
-                             settings.docker_url).as_dict()
+                             lambda: engine_client(settings),
+                             registry_auth(settings)).as_dict()
         except OSError as exc:
             raise AirflowFailException(store_failure(settings.store_dir, exc)) from None
         if verdict:
