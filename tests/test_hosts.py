@@ -14,6 +14,10 @@ from types import SimpleNamespace
 
 import pytest
 
+# Other engines are reached through the DockerHook factory, which imports Airflow; Airflow
+# sets its logging up when imported: here, before caplog's handler is installed.
+from airflow.providers.docker.hooks.docker import DockerHook  # noqa: F401
+
 from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.hosts import (
     LABEL_RUN,
@@ -23,14 +27,13 @@ from airflow_orchest_jobs.hosts import (
     engine_identity,
     sweep_worker,
 )
+from airflow_orchest_jobs.operators.dockerhook import engine_api
 
 pytestmark = pytest.mark.docker
 
 
 def _connect(url: str):
     """Another engine reached as the step operator reaches it (the DockerHook factory)."""
-    from airflow_orchest_jobs.operators.dockerhook import engine_api
-
     return engine_api(Settings.from_mapping({}), url, timeout=5)
 
 
