@@ -8,7 +8,9 @@ the DAG processor re-computes the next run on every parse, and a parse a second 
 before the scheduler created that tick's run, must not skip it.
 
 Registered by the plugin (``OrchestJobsPlugin.timetables``): the scheduler can only
-deserialize a custom timetable that a plugin registers.
+deserialize a custom timetable that a plugin registers. The ticks are computed here with
+croniter (in UTC there is no daylight-saving fold), not with the private helpers of
+Airflow's cron mixin.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any
 import pendulum
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from airflow.timetables.trigger import CronTriggerTimetable
+from croniter import croniter
+
+from .core.schedule import PRESET_CRON
 
 #: How old a tick may be and still run (a DAG processor re-parse just after a tick).
 GRACE = datetime.timedelta(seconds=60)
@@ -35,6 +40,7 @@ class OrchestCronTimetable(CronTriggerTimetable):
     def __init__(self, cron: str, *, grace: datetime.timedelta = GRACE) -> None:
         super().__init__(cron, timezone="UTC")  # Orchest schedules were UTC
         self._cron = cron  # as written (a preset stays readable in the UI)
+        self._expression_text = PRESET_CRON.get(cron, cron)
         self._grace = grace
         if self.description:
             self.description = f"{self.description} (UTC)"
@@ -42,7 +48,7 @@ class OrchestCronTimetable(CronTriggerTimetable):
     @property
     def expression(self) -> str:
         """The cron text (a preset mapped to it), as the SDK's cron timetables expose it."""
-        return self._expression
+        return self._expression_text
 
     @property
     def summary(self) -> str:
@@ -66,12 +72,27 @@ class OrchestCronTimetable(CronTriggerTimetable):
             return super().next_dagrun_info(
                 last_automated_data_interval=last_automated_data_interval,
                 restriction=restriction)
-        candidates = [self._align_to_next(utcnow() - self._grace)]
+        candidates = [self._tick_at_or_after(utcnow() - self._grace)]
         if last_automated_data_interval is not None:
-            candidates.append(self._get_next(last_automated_data_interval.end))
+            candidates.append(self._tick_after(last_automated_data_interval.end))
         if restriction.earliest is not None:
-            candidates.append(self._align_to_next(restriction.earliest))
+            candidates.append(self._tick_at_or_after(restriction.earliest))
         start = max(candidates)
         if restriction.latest is not None and restriction.latest < start:
             return None
         return DagRunInfo.exact(start)  # zero-length interval: CronTriggerTimetable's default
+
+    def _tick(self, moment: datetime.datetime, forward: bool) -> pendulum.DateTime:
+        """The tick after (or before) ``moment``, in UTC."""
+        naive = pendulum.instance(moment).in_timezone("UTC").naive()
+        cron = croniter(self._expression_text, start_time=naive)
+        found = cron.get_next(datetime.datetime) if forward else cron.get_prev(datetime.datetime)
+        return pendulum.instance(found.replace(tzinfo=datetime.timezone.utc))
+
+    def _tick_after(self, moment: datetime.datetime) -> pendulum.DateTime:
+        return self._tick(moment, forward=True)
+
+    def _tick_at_or_after(self, moment: datetime.datetime) -> pendulum.DateTime:
+        """``moment`` itself when it is a tick, else the next tick."""
+        after = self._tick_after(moment)
+        return pendulum.instance(moment) if self._tick(after, forward=False) == moment else after

@@ -9,6 +9,10 @@ from datetime import datetime, timezone
 #: that restarts the moment it ends is never what an Orchest user meant.
 PRESETS = frozenset({"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly",
                      "@yearly", "@annually"})
+#: The cron text of each repeating preset (Airflow's meaning of them).
+PRESET_CRON = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+               "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *",
+               "@annually": "0 0 1 1 *"}
 
 
 @dataclass(frozen=True)
