@@ -1,0 +1,122 @@
+"""Every upstream interface used here that is not (or not plainly) public, with why.
+
+The plugin uses the public interfaces of Airflow (``airflow.sdk``, timetables, plugins,
+``airflow.configuration.conf``), the docker provider (``DockerOperator``, ``DockerHook``)
+and docker-py. What remains is listed in :data:`UPSTREAM`, one entry per name, and
+``tests/test_compat.py`` checks each against the installed versions (the name exists, with
+the parameters listed): an upgrade that changes one fails there, not in a user's
+api-server. The same test fails when a module of this package imports from an Airflow
+module that is neither public nor listed here. The version bounds in ``pyproject.toml``
+are the versions these were checked against.
+
+No private member (``obj._name``) of Airflow, the docker provider or docker-py is used.
+Two behaviours of public names are relied on and tested there too: ``DockerOperator.cli``
+reads the (overridable) ``hook``; docker-py's ``DockerClient`` works on whatever client
+its public ``api`` attribute holds (engine/clients.py gives it the hook's).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+#: Airflow modules that are public interfaces: imports from them need no entry.
+PUBLIC_AIRFLOW = (
+    "airflow.sdk",
+    "airflow.configuration",  # ``conf``: the documented way to read [orchest_jobs]
+    "airflow.plugins_manager",  # ``AirflowPlugin``
+    "airflow.timetables.base",  # the custom timetable interface
+    "airflow.timetables.trigger",  # CronTriggerTimetable, subclassed by timetable.py
+    "airflow.providers.docker",
+    "airflow.providers.celery.executors.default_celery",  # the documented base config
+    "airflow.providers.common.compat.sdk",  # the providers' own compatibility layer
+)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One upstream name this package relies on beyond the public interface."""
+
+    module: str
+    name: str  #: attribute path inside ``module`` (``Class.method``)
+    #: The parameters (in order) the call sites pass; () for a non-callable.
+    parameters: tuple[str, ...]
+    used_by: str
+    why: str
+
+    def resolve(self) -> Any:
+        found: Any = importlib.import_module(self.module)
+        for part in self.name.split("."):
+            found = inspect.getattr_static(found, part) if inspect.isclass(found) else \
+                getattr(found, part)
+        return found
+
+
+_VIEWS_ORM = ("Airflow 3 has no public read API inside the api-server for what the pipeline "
+              "run views show (runs, task instances, tags, audit log rows of many DAGs at "
+              "once, paged); the REST API would need the user's token and one request per DAG")
+_VIEWS_AUTH = ("FastAPI plugin apps have no other way to apply Airflow's own access checks "
+               "(the core API's routes use exactly these)")
+
+UPSTREAM: tuple[Upstream, ...] = (
+    # --- the docker provider: what the step operator overrides --------------------------
+    Upstream("airflow.providers.docker.operators.docker", "DockerOperator.hook", (),
+             "operators/step.py",
+             "overridden (a cached_property) so steps reach the engine through "
+             "operators/dockerhook.py like every other access; DockerOperator.cli must "
+             "keep reading self.hook.api_client"),
+    Upstream("airflow.providers.docker.operators.docker", "DockerOperator.cli", (),
+             "operators/step.py", "the step's client (see DockerOperator.hook)"),
+    Upstream("airflow.providers.docker.hooks.docker", "DockerHook.__init__",
+             ("self", "docker_conn_id", "base_url", "version", "tls", "timeout"),
+             "operators/dockerhook.py", "the one client factory"),
+    Upstream("airflow.providers.docker.hooks.docker", "DockerHook.construct_tls_config",
+             ("ca_cert", "client_cert", "client_key"), "operators/dockerhook.py",
+             "the TLS files as the provider builds them"),
+    # --- re-run and cancel (views/actions.py) --------------------------------------------
+    Upstream("airflow.models.taskinstance", "clear_task_instances",
+             ("tis", "session", "dag_run_state"), "views/actions.py",
+             "re-run clears the chosen map indexes in the api-server's own session; the "
+             "public POST /api/v2/dags/{dag_id}/clearTaskInstances would need the user's "
+             "token forwarded from the view (see README, Development)"),
+    Upstream("airflow.models.dagbag", "DBDagBag.get_dag_for_run", ("self", "dag_run", "session"),
+             "views/actions.py", "the serialized DAG of the run to clear (as the core API)"),
+    Upstream("airflow.models.taskinstance", "TaskInstance.set_state", ("self", "state"),
+             "views/actions.py",
+             "cancel marks one map index's tasks failed/skipped; the public PATCH of task "
+             "instances would need the user's token (as re-run)"),
+    Upstream("airflow.models.log", "Log.__init__", ("self", "event"),
+             "views/actions.py, views/data.py",
+             "the audit log row that tells a cancelled run from a failed one: no public "
+             "API writes a custom audit event"),
+    Upstream("airflow.utils.state", "DagRunState", (), "views/actions.py", "state names"),
+    Upstream("airflow.utils.state", "TaskInstanceState", (), "views/actions.py",
+             "state names"),
+    # --- the views' reads ---------------------------------------------------------------
+    Upstream("airflow.models.dag", "DagModel", (), "views/data.py, views/api.py", _VIEWS_ORM),
+    Upstream("airflow.models.dag", "DagTag", (), "views/data.py", _VIEWS_ORM),
+    Upstream("airflow.models.dagrun", "DagRun", (), "views/data.py", _VIEWS_ORM),
+    Upstream("airflow.models.taskinstance", "TaskInstance", (), "views/data.py", _VIEWS_ORM),
+    Upstream("airflow.models.serialized_dag", "SerializedDagModel", (), "views/data.py",
+             _VIEWS_ORM),
+    # --- the api-server apps' access checks ---------------------------------------------
+    Upstream("airflow.api_fastapi.app", "get_auth_manager", (), "views/api.py", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.auth.managers.models.resource_details", "DagAccessEntity",
+             (), "views, runfiles.py", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.auth.managers.models.resource_details", "DagDetails", (),
+             "views/api.py", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.common.db.common", "SessionDep", (), "views, runfiles.py",
+             _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.core_api.security", "requires_access_dag",
+             ("method", "access_entity"), "views, runfiles.py", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.core_api.security", "GetUserDep", (), "views", _VIEWS_AUTH),
+)
+
+
+def parameters_of(obj: Any) -> tuple[str, ...]:
+    """The parameter names of a callable (a staticmethod or function as found)."""
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    return tuple(inspect.signature(obj).parameters)
