@@ -21,7 +21,7 @@ from typing import Any
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 from celery.signals import celeryd_init, worker_ready
 
-from .hosts import WORKER_VARIABLE, sweep_worker
+from .engine.hosts import WORKER_VARIABLE, sweep_worker
 
 log = logging.getLogger(__name__)
 

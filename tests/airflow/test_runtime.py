@@ -28,7 +28,7 @@ from airflow_orchest_jobs.core.pipeline import load_pipeline
 from airflow_orchest_jobs.core.plan import hand_over
 from airflow_orchest_jobs.core.project import project_uuid
 from airflow_orchest_jobs.core.settings import step_owner
-from airflow_orchest_jobs.images import (
+from airflow_orchest_jobs.engine.images import (
     DockerUnavailable,
     docker_client,
     environment_image,

@@ -29,7 +29,7 @@ from airflow_orchest_jobs.core.services import (
     service_image_refs,
     service_specs,
 )
-from airflow_orchest_jobs.operators.services import (
+from airflow_orchest_jobs.engine.services import (
     ServiceStartError,
     remove_leftovers,
     start_run_services,

@@ -287,7 +287,7 @@ def test_ten_thousand_runs_are_paged_and_filtered_on_the_server(deployment, job_
     Last in this file: its job run would show in the overview's screenshot."""
     dag_id, _ = job_run
     from airflow_orchest_jobs.core.plan import write_run_index
-    from airflow_orchest_jobs.views.data import run_root
+    from airflow_orchest_jobs.web.data import run_root
 
     big = deployment.trigger(dag_id, {"runs": [999]}, prefix="big")  # refused: 12 runs
     deployment.wait_finished(dag_id, big)

@@ -1,6 +1,6 @@
 """Orchest services beside a pipeline run, as data: which run, in what order, and how.
 
-Pure (no Docker, no Airflow): :mod:`airflow_orchest_jobs.operators.services` turns these
+Pure (no Docker, no Airflow): :mod:`airflow_orchest_jobs.engine.services` turns these
 specs into containers. Facts carried over from Orchest (``services/orchest-api/app/app/
 core/sessions/_manifests.py``, ``lib/python/orchest-internals/.../utils.py``, SDK 0.3.11):
 

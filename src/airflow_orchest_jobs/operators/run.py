@@ -112,8 +112,8 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
     """Start the run's services (and the holder of its network namespace), or fail."""
     from ..core.errors import OrchestError
     from ..core.services import service_specs
-    from ..images import docker_client, image_key
-    from .services import ServiceStartError, start_run_services
+    from ..engine.images import docker_client, image_key
+    from ..engine.services import ServiceStartError, start_run_services
     from .step import run_variables
 
     try:
@@ -138,8 +138,8 @@ def end_run(settings: Settings, run: RunDescription) -> None:
     """Stop the run's services and give its slots back (idempotent)."""
     RunSlots(settings.store_dir).release(run.run_uuid)
     if run.job.has_services:
-        from ..images import docker_client
-        from .services import stop_run_services
+        from ..engine.images import docker_client
+        from ..engine.services import stop_run_services
 
         removed = stop_run_services(docker_client(settings.docker_url), run.run_uuid)
         if removed:
@@ -166,11 +166,11 @@ def remove_job_run_containers(settings: Settings, job_run_key: str, run_root: An
     """Every container left by the job run (steps, services, holders; labelled with
     ``job_run_key``), on this worker's engine and on every other engine its steps ran on
     (the engines recorded in its run folders); how many were removed."""
-    from ..images import docker_client
+    from ..engine.images import docker_client
 
     cli = docker_client(settings.docker_url).api
     try:
-        from ..hosts import engine_identity
+        from ..engine.hosts import engine_identity
 
         local = engine_identity(cli)
         removed, steps = _remove_labelled(cli, job_run_key)
@@ -188,7 +188,7 @@ def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
     """Force-remove the job run's containers on one engine: (removed, of which steps)."""
     import docker.errors
 
-    from ..hosts import LABEL_STEP, force_remove
+    from ..engine.hosts import LABEL_STEP, force_remove
 
     removed = steps = 0
     for box in cli.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_run_key}"]}):
@@ -209,7 +209,7 @@ def _other_engines(run_root: Any, local: str) -> dict[str, str]:
     import json
     from pathlib import Path
 
-    from ..hosts import RECORDS
+    from ..engine.hosts import RECORDS
 
     engines: dict[str, str] = {}
     for path in Path(run_root).glob(f"*/{RECORDS}/*.json"):
@@ -227,7 +227,7 @@ def _other_engines(run_root: Any, local: str) -> dict[str, str]:
 def _remove_remote(url: str, job_run_key: str) -> int:
     import docker
 
-    from ..hosts import REMOTE_TIMEOUT
+    from ..engine.hosts import REMOTE_TIMEOUT
 
     try:
         cli = docker.APIClient(base_url=url, timeout=REMOTE_TIMEOUT)
@@ -260,7 +260,7 @@ def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
 def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     import docker.errors
 
-    from ..images import docker_client
+    from ..engine.images import docker_client
 
     client = docker_client(settings.docker_url)
     boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})

@@ -40,7 +40,7 @@ def max_map_length() -> int:
 def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     """The validated trigger request of ``job`` (raises AirflowFailException)."""
     from ..core.request import resolve_request
-    from ..views.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
+    from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
 
     # The UI's form adds a field per parameter and picks runs as strings: fold them into
     # the documented conf (a conf from the CLI or the REST API passes unchanged).
@@ -147,7 +147,7 @@ class OrchestSnapshotOperator(BaseOperator):
         from ..core.scan import snapshot_pipeline
         from ..core.services import service_image_refs
         from ..core.snapshot.store import SnapshotStore
-        from ..images import (
+        from ..engine.images import (
             docker_client,
             environment_ref,
             freeze,

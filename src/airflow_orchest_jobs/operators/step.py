@@ -45,9 +45,9 @@ from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
 from ..core.rundesc import RunDescription, describe
 from ..core.services import LABEL_JOB
 from ..core.settings import step_owner
-from ..hosts import claim_engine
-from ..images import describe_key, image_key, unreachable_message
-from ..links import NotebookHtmlLink
+from ..dag.links import NotebookHtmlLink
+from ..engine.hosts import claim_engine
+from ..engine.images import describe_key, image_key, unreachable_message
 from .context import name_map_index
 from .errors import user_error
 
@@ -333,7 +333,7 @@ class OrchestStepOperator(DockerOperator):
             self.cli.inspect_image(self.image)
         except docker.errors.ImageNotFound:
             if self.image.startswith("sha256:"):
-                from ..registry import missing_image_message
+                from ..engine.registry import missing_image_message
 
                 raise user_error(missing_image_message(
                     self.image, describe_key(self.image_key), self.docker_url)) from None

@@ -163,7 +163,7 @@ class FinalizeOperator(BaseOperator):
 
         from ..config import load_settings
         from ..core.retention import mark_finished
-        from ..retire import retire
+        from ..engine.retire import retire
         from .run import end_job_run, remove_job_run_containers
         from .snapshot import run_root
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
-from .core.model import PROJECT_DIR
-from .runfiles import run_file_url
+from ..core.model import PROJECT_DIR
+from ..web.runfiles import run_file_url
 
 
 class NotebookHtmlLink(BaseOperatorLink):
@@ -20,7 +20,7 @@ class NotebookHtmlLink(BaseOperatorLink):
         step, run = getattr(operator, "step", None), getattr(operator, "run", None)
         if step is None or not step.is_notebook or not isinstance(run, dict):
             return ""
-        from .core.rundesc import describe
+        from ..core.rundesc import describe
 
         job_run = getattr(operator, "job_run", None)
         try:

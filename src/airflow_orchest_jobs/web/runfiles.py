@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from .core import confined
-from .core.layout import StoreLayout
+from ..core import confined
+from ..core.layout import StoreLayout
 
 URL_PREFIX = "/orchest-jobs"
 RUN_FILE_HEADERS = {
@@ -82,7 +82,7 @@ def media_type(name: str) -> str:
 
 def existing_run(session, dag_id: str, run_id: str) -> bool:
     """Whether Airflow knows exactly this DAG run (ids compared as written)."""
-    from .views.data import get_dag_run
+    from .data import get_dag_run
 
     found = get_dag_run(session, dag_id, run_id)
     return found is not None and found.dag_id == dag_id and found.run_id == run_id
@@ -103,7 +103,7 @@ def create_app():
     from fastapi import Depends, FastAPI
     from fastapi.responses import StreamingResponse
 
-    from .config import load_settings
+    from ..config import load_settings
 
     app = FastAPI(title="Orchest jobs: run files and job views")
 
@@ -126,8 +126,8 @@ def create_app():
         return StreamingResponse(confined.read_chunks(fd, info.st_size),
                                  media_type=media_type(names[-1]), headers=RUN_FILE_HEADERS)
 
-    from .views.api import create_router as api_router
-    from .views.pages import create_router as pages_router
+    from .api import create_router as api_router
+    from .pages import create_router as pages_router
 
     app.include_router(api_router())
     app.include_router(pages_router())

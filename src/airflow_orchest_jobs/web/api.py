@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from ..runfiles import URL_PREFIX, run_file_url
 from . import data
 from .rows import (
     CLEANUP,
@@ -32,6 +31,7 @@ from .rows import (
     group_of,
     select_rows,
 )
+from .runfiles import URL_PREFIX, run_file_url
 from .states import RUN_STATES, step_state
 
 MAX_LIMIT = 500

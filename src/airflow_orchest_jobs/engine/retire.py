@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.retention import apply_retention, collect_snapshots
+from ..core.retention import apply_retention, collect_snapshots
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core import confined
-from ..runfiles import URL_PREFIX, existing_run, open_run_folder, run_file_url
+from .runfiles import URL_PREFIX, existing_run, open_run_folder, run_file_url
 
 STATIC = Path(__file__).parent / "static"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

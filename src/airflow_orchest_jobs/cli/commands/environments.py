@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import load_settings
+from ...config import load_settings
 
 
 def register(subparsers) -> None:
@@ -57,8 +57,8 @@ def _docker_url(args: argparse.Namespace) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..images import DockerUnavailable, build_environments, docker_client
-    from ..orchest_layer import LayerError, parse_bases
+    from ...engine.images import DockerUnavailable, build_environments, docker_client
+    from ...engine.orchest_layer import LayerError, parse_bases
 
     try:
         orchest_bases = parse_bases(args.base)
@@ -82,7 +82,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..images import DockerUnavailable, docker_client, environment_status
+    from ...engine.images import DockerUnavailable, docker_client, environment_status
 
     try:
         client = docker_client(_docker_url(args))

@@ -19,9 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import OrchestError, Problem
-from .core.model import PROJECT_DIR, Pipeline, Step
-from .core.project import Environment, Project
+from ..core.errors import OrchestError, Problem
+from ..core.model import PROJECT_DIR, Pipeline, Step
+from ..core.project import Environment, Project
 
 if TYPE_CHECKING:
     import docker
@@ -161,7 +161,7 @@ def configured_registry(registry: str | None) -> str:
     """``registry``, or when None the configured ``[orchest_jobs] registry``."""
     if registry is not None:
         return registry
-    from .config import load_settings
+    from ..config import load_settings
 
     return load_settings().registry
 
@@ -275,7 +275,7 @@ def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script
     """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script,
     and ``extra`` entries (folders or contents; contents under ``*/bin/`` or named
     ``*.sh`` are executable)."""
-    from .core.snapshot.selection import select
+    from ..core.snapshot.selection import select
 
     selection = select(project_dir)
     with tarfile.open(fileobj=handle, mode="w") as tar:
