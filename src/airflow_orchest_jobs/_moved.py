@@ -23,7 +23,7 @@ PACKAGE = __name__.rpartition(".")[0]
 MOVED: dict[str, str] = {
     "factory": "dag.factory",
     "timetable": "dag.timetable",
-    "links": "dag.links",
+    "links": "operators.links",
     "images": "engine.images",
     "registry": "engine.registry",
     "hosts": "engine.hosts",

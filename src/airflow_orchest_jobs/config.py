@@ -11,6 +11,15 @@ from __future__ import annotations
 from .core.settings import OPTIONS, SECTION, Settings
 
 
+def api_base_url() -> str:
+    """``[api] base_url``: where users reach Airflow ('' when unset, or without Airflow)."""
+    try:
+        from airflow.configuration import conf
+    except ImportError:
+        return ""
+    return conf.get("api", "base_url", fallback="") or ""
+
+
 def load_settings() -> Settings:
     try:
         from airflow.configuration import conf

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from .dag.links import NotebookHtmlLink
+from .core.urls import URL_PREFIX
 from .dag.timetable import MovedOrchestCronTimetable, OrchestCronTimetable
-from .web.runfiles import URL_PREFIX
+from .operators.links import NotebookHtmlLink
 
 
 class _LazyApp:
@@ -17,7 +17,7 @@ class _LazyApp:
 
     def _get(self):
         if self._app is None:
-            from .web.runfiles import create_app
+            from .web.app import create_app
 
             self._app = create_app()
         return self._app

@@ -11,7 +11,6 @@ Docker is imported inside functions only: the CLI and DAG parsing never load it.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import tarfile
 import tempfile
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import OrchestError, Problem
 from ..core.model import PROJECT_DIR, Pipeline, Step
 from ..core.project import Environment, Project
+from .tarball import add_bytes, add_tree
 
 if TYPE_CHECKING:
     import docker
@@ -248,28 +248,6 @@ def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str,
     ])
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), mode
-    tar.addfile(info, io.BytesIO(data))
-
-
-def root_readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """A tar member owned by root and readable by every user, whatever the host's umask."""
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    if info.isdir() or info.mode & 0o100:
-        info.mode = 0o755
-    elif not info.issym():
-        info.mode = 0o644
-    return info
-
-
-def _add_tree(tar: tarfile.TarFile, name: str, folder: Path) -> None:
-    """A host folder, owned by root and readable by every user."""
-    tar.add(str(folder), arcname=name, filter=root_readable)
-
-
 def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script: bytes,
                    extra: Mapping[str, Path | bytes] | None = None) -> None:
     """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script,
@@ -279,14 +257,14 @@ def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script
 
     selection = select(project_dir)
     with tarfile.open(fileobj=handle, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", dockerfile.encode())
-        _add_bytes(tar, "setup_script.sh", setup_script, 0o755)
+        add_bytes(tar, "Dockerfile", dockerfile.encode())
+        add_bytes(tar, "setup_script.sh", setup_script, 0o755)
         for name, source in (extra or {}).items():
             if isinstance(source, Path):
-                _add_tree(tar, name, source)
+                add_tree(tar, name, source)
             else:
                 executable = "/bin/" in name or name.endswith(".sh")
-                _add_bytes(tar, name, source, 0o755 if executable else 0o644)
+                add_bytes(tar, name, source, 0o755 if executable else 0o644)
         folder = tarfile.TarInfo("project")
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(folder)

@@ -114,7 +114,7 @@ def start_services(settings: Settings, job: JobDefinition, run: RunDescription) 
     from ..core.services import service_specs
     from ..engine.images import docker_client, image_key
     from ..engine.services import ServiceStartError, start_run_services
-    from .step import run_variables
+    from .variables import run_variables
 
     try:
         specs = service_specs(job.pipeline, run.run_uuid, job.project.uuid)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlparse
 
+from ..core.urls import URL_PREFIX, run_file_url
 from . import data
 from .rows import (
     CLEANUP,
@@ -31,7 +32,6 @@ from .rows import (
     group_of,
     select_rows,
 )
-from .runfiles import URL_PREFIX, run_file_url
 from .states import RUN_STATES, step_state
 
 MAX_LIMIT = 500
@@ -53,9 +53,9 @@ def is_json_media_type(content_type: str | None) -> bool:
 
 def root_path() -> str:
     """The path Airflow is served under (``[api] base_url``), '' at the host's root."""
-    from airflow.configuration import conf
+    from ..config import api_base_url
 
-    return urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    return urlparse(api_base_url()).path.rstrip("/")
 
 
 def iso(value: datetime | None) -> str | None:

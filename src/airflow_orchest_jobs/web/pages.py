@@ -17,7 +17,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..core import confined
-from .runfiles import URL_PREFIX, existing_run, open_run_folder, run_file_url
+from ..core.urls import URL_PREFIX, run_file_url
+from .runfiles import existing_run, open_run_folder
 
 STATIC = Path(__file__).parent / "static"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

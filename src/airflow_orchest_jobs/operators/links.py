@@ -8,7 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperatorLink
 
 from ..core.model import PROJECT_DIR
-from ..web.runfiles import run_file_url
+from ..core.urls import run_file_url
 
 
 class NotebookHtmlLink(BaseOperatorLink):
@@ -33,7 +33,6 @@ class NotebookHtmlLink(BaseOperatorLink):
         inside = posixpath.relpath(container_path, PROJECT_DIR)
         html = posixpath.splitext(inside)[0] + ".html"
         relative = f"{run_dir.name}/project/{html}"
-        from airflow.configuration import conf
+        from ..config import api_base_url
 
-        base = conf.get("api", "base_url", fallback="") or ""
-        return run_file_url(ti_key.dag_id, ti_key.run_id, relative, base)
+        return run_file_url(ti_key.dag_id, ti_key.run_id, relative, api_base_url())
