@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .jobstate import JobStates
 from .layout import StoreLayout, safe_name
+from .snapshot.store import SnapshotStore, remove_tree
 
 FINISHED = ".finished"
 
@@ -79,8 +80,6 @@ def folder_size(path: Path) -> int:
 
 def apply_retention(store_dir: Path, dag_id: str, keep: int | None) -> CleanReport:
     """Delete all but the newest ``keep`` finished pipeline runs of ``dag_id``."""
-    from .snapshot.store import remove_tree
-
     report = CleanReport()
     if keep is None:
         return report
@@ -111,8 +110,6 @@ def collect_snapshots(store_dir: Path, candidates: set[str]) -> int:
     Only snapshots of released jobs are candidates: one made by hand with the CLI
     is never collected behind its owner's back.
     """
-    from .snapshot.store import SnapshotStore
-
     store = SnapshotStore(StoreLayout(store_dir).snapshots)
     referenced = {state.snapshot_id for state in JobStates(store_dir).all()}
     for snapshot_id in candidates - referenced:

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..config import load_settings
 from ..core.errors import Problem, one_line, problems_of
 from ..core.grid import Grid
 from ..core.job import DagKind
@@ -24,9 +25,11 @@ from ..core.jobdef import JobDefinition, job_definitions
 from ..core.naming import error_dag_id, step_task_ids
 from ..core.pipeline import topological_order
 from ..core.plan import lanes_needed
+from ..core.runslots import INSTALLATION, job_scope
 from ..core.scan import scan_projects
 from ..core.services import job_services
 from ..core.settings import Settings
+from ..core.triggerform import field_schema, fits_in_form, parameter_fields, runs_schema
 from ..operators.snapshot import max_map_length as snapshot_max_map_length
 from ..operators.tasks import (
     SNAPSHOT_TASK_ID,
@@ -53,8 +56,6 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
     problem and its placeholder DAG; the other projects' DAGs are unaffected.
     """
     if settings is None:
-        from ..config import load_settings
-
         settings = load_settings()
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
@@ -141,7 +142,6 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    from ..core.triggerform import field_schema, parameter_fields, runs_schema
 
     grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}
@@ -239,7 +239,6 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
     """
     from airflow.sdk import DAG, TriggerRule, task, task_group
 
-    from ..core.triggerform import fits_in_form
     from ..operators.snapshot import OrchestSnapshotOperator
 
     pipeline = job.pipeline
@@ -329,8 +328,6 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
 
 def run_limits(job: JobDefinition, settings: Settings) -> list[tuple[str, int]]:
     """The scopes that limit whole pipeline runs of ``job``: (scope, slots)."""
-    from ..core.runslots import INSTALLATION, job_scope
-
     limits = []
     if job.max_parallel_runs:
         limits.append((job_scope(job.dag_id), job.max_parallel_runs))

@@ -18,9 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import load_settings
 from ..core.errors import OrchestError, Problem
 from ..core.model import PROJECT_DIR, Pipeline, Step
 from ..core.project import Environment, Project
+from ..core.snapshot.selection import select
+from . import orchest_layer
+from .orchest_layer import SHARE_ROOT_KERNELS, orchest_base
+from .registry import push_frozen, release_pushed
 from .tarball import add_bytes, add_tree
 
 if TYPE_CHECKING:
@@ -161,7 +166,6 @@ def configured_registry(registry: str | None) -> str:
     """``registry``, or when None the configured ``[orchest_jobs] registry``."""
     if registry is not None:
         return registry
-    from ..config import load_settings
 
     return load_settings().registry
 
@@ -188,8 +192,6 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
     repository = frozen_repository(job_id)
     registry = configured_registry(registry)
     if registry:
-        from .registry import push_frozen
-
         return push_frozen(client, found, {k: _frozen_tag(k) for k in found}, repository,
                            registry)
     pinned: dict[str, str] = {}
@@ -210,8 +212,6 @@ def release(client: docker.DockerClient, job_id: str, registry: str | None = Non
     removed: list[str] = []
     registry = configured_registry(registry)
     if registry:
-        from .registry import release_pushed
-
         removed += release_pushed(client, repository, registry)
     for image in client.images.list(name=repository):
         for tag in image.tags:
@@ -233,8 +233,6 @@ def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str,
     """
     setup = "RUN bash < /orchest-setup/setup_script.sh && rm -rf /orchest-setup"
     if layer:
-        from .orchest_layer import SHARE_ROOT_KERNELS
-
         setup += " && " + SHARE_ROOT_KERNELS
     return "\n".join([
         f"FROM {base_image}",
@@ -253,8 +251,6 @@ def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script
     """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script,
     and ``extra`` entries (folders or contents; contents under ``*/bin/`` or named
     ``*.sh`` are executable)."""
-    from ..core.snapshot.selection import select
-
     selection = select(project_dir)
     with tarfile.open(fileobj=handle, mode="w") as tar:
         add_bytes(tar, "Dockerfile", dockerfile.encode())
@@ -299,8 +295,6 @@ def build_environment(
     Orchest's images and ``orchest_bases`` maps it (Orchest's name -> your image), the
     build starts from your image with Orchest's layout added (:mod:`.orchest_layer`).
     """
-    from . import orchest_layer
-
     properties = environment.folder / "properties.json"
     base = base_image or environment.base_image
     if not base:
@@ -360,8 +354,6 @@ def build_environment(
 
 def _build_fix(env_base: str, base: str, mapped: bool) -> str:
     """What to change after a failed build: the setup script, or the base."""
-    from .orchest_layer import orchest_base
-
     canonical = orchest_base(env_base)
     if canonical and not mapped:
         return (f"{env_base} is Orchest's image: build an Orchest-like image on a base you "

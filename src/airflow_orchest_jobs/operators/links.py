@@ -7,7 +7,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
+from ..config import api_base_url
 from ..core.model import PROJECT_DIR
+from ..core.rundesc import describe
 from ..core.urls import run_file_url
 
 
@@ -20,7 +22,6 @@ class NotebookHtmlLink(BaseOperatorLink):
         step, run = getattr(operator, "step", None), getattr(operator, "run", None)
         if step is None or not step.is_notebook or not isinstance(run, dict):
             return ""
-        from ..core.rundesc import describe
 
         job_run = getattr(operator, "job_run", None)
         try:
@@ -33,6 +34,5 @@ class NotebookHtmlLink(BaseOperatorLink):
         inside = posixpath.relpath(container_path, PROJECT_DIR)
         html = posixpath.splitext(inside)[0] + ".html"
         relative = f"{run_dir.name}/project/{html}"
-        from ..config import api_base_url
 
         return run_file_url(ti_key.dag_id, ti_key.run_id, relative, api_base_url())

@@ -14,14 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from ..config import load_settings
 from ..core.errors import OrchestError
 from ..core.job import SnapshotMode
 from ..core.jobstate import FrozenJob, JobStates
 from ..core.layout import StoreLayout
+from ..core.request import conf_cost_warning, resolve_request
 from ..core.rundesc import JobRun
-from ..core.services import job_services
-from ..core.variables import split_values
+from ..core.scan import snapshot_pipeline
+from ..core.services import job_services, service_image_refs
+from ..core.snapshot.store import SnapshotStore
+from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
+from ..core.variables import parse_level, pipeline_variable, project_variable, split_values
+from ..engine.images import docker_client, environment_ref, freeze, job_image_owner, resolve_images
 from .errors import user_error
+from .run import remove_dead_services
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -39,9 +46,6 @@ def max_map_length() -> int:
 
 def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     """The validated trigger request of ``job`` (raises AirflowFailException)."""
-    from ..core.request import resolve_request
-    from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
-
     # The UI's form adds a field per parameter and picks runs as strings: fold them into
     # the documented conf (a conf from the CLI or the REST API passes unchanged).
     from_form = conf is not None and any(key.startswith(FIELD_PREFIX) for key in conf)
@@ -72,21 +76,16 @@ class OrchestSnapshotOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Returns the job run's :class:`JobRun` (what all its pipeline runs share)."""
-        from ..config import load_settings
-
         settings = load_settings()
         dag_run = context["dag_run"]
         request = request_for(self.job, dag_run.conf)
         if job_services(self.job.pipeline.services):
-            from .run import remove_dead_services
-
             removed = remove_dead_services(settings, self.job.dag_id, context["ti"])
             if removed:
                 self.log.info("Removed %d service container(s) left by ended job runs",
                               removed)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
-        from ..core.request import conf_cost_warning
 
         warning = conf_cost_warning(dag_run.conf,
                                     len(request.runs) * len(self.job.pipeline.steps))
@@ -125,7 +124,6 @@ class OrchestSnapshotOperator(BaseOperator):
         """
         from airflow.sdk import Variable
 
-        from ..core.variables import parse_level, pipeline_variable, project_variable
 
         job = self.job
         keys = [project_variable(job.project.name),
@@ -144,17 +142,6 @@ class OrchestSnapshotOperator(BaseOperator):
         return found
 
     def _create_job(self, settings: Settings, key: str) -> FrozenJob:
-        from ..core.scan import snapshot_pipeline
-        from ..core.services import service_image_refs
-        from ..core.snapshot.store import SnapshotStore
-        from ..engine.images import (
-            docker_client,
-            environment_ref,
-            freeze,
-            job_image_owner,
-            resolve_images,
-        )
-
         job = self.job
         refs = {**resolve_images(job.pipeline, job.project.uuid, settings.environment_images),
                 **service_image_refs(job.pipeline.services, lambda env: environment_ref(

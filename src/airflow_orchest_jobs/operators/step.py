@@ -21,6 +21,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 
+from ..config import load_settings
 from ..core.contract import (
     DATA_DIR,
     DEFINITION_PATH,
@@ -43,13 +45,16 @@ from ..core.contract import (
 )
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
 from ..core.rundesc import RunDescription, describe
-from ..core.services import LABEL_JOB
+from ..core.services import LABEL_JOB, holder_name
 from ..core.settings import step_owner
 from ..engine.hosts import claim_engine
 from ..engine.images import describe_key, image_key, unreachable_message
+from ..engine.registry import missing_image_message
 from .context import name_map_index
 from .errors import user_error
 from .links import NotebookHtmlLink
+from .run import check_out
+from .steplog import step_log
 from .variables import run_variables
 
 if TYPE_CHECKING:
@@ -172,9 +177,6 @@ class OrchestStepOperator(DockerOperator):
                 self._remove_container(stop=False)
 
     def _check_out(self, run: RunDescription, context: Context) -> None:
-        from ..config import load_settings
-        from .run import check_out
-
         check_out(load_settings(), run, step_owner(self.step_user, os.geteuid(), os.getegid()),
                   context["dag_run"], context["ti"], peers=self.checkout_peers or [])
 
@@ -263,7 +265,6 @@ class OrchestStepOperator(DockerOperator):
         """The run contract as DockerOperator settings."""
         from docker.types import Mount
 
-        from ..config import load_settings
 
         self._limits = load_settings()
         image = run.images.get(self.image_key)
@@ -273,8 +274,6 @@ class OrchestStepOperator(DockerOperator):
                              "freezes one")
         self.image = image
         if self.joins_run_namespace:
-            from ..core.services import holder_name
-
             self.network_mode = f"container:{holder_name(run.run_uuid)}"
         plain, private = run_variables(run)
         env = step_environment(plain, pipeline=self.pipeline, step=self.step,
@@ -334,8 +333,6 @@ class OrchestStepOperator(DockerOperator):
             self.cli.inspect_image(self.image)
         except docker.errors.ImageNotFound:
             if self.image.startswith("sha256:"):
-                from ..engine.registry import missing_image_message
-
                 raise user_error(missing_image_message(
                     self.image, describe_key(self.image_key), self.docker_url)) from None
             self.log.info("Pulling %s", self.image)
@@ -346,9 +343,6 @@ class OrchestStepOperator(DockerOperator):
         """Create, start and follow the step's container (docker-py's API, with the limits
         of ``[orchest_jobs]``); its output goes to the task log and, redacted, to the
         step's log file in the run's project copy."""
-        from collections import deque
-
-        from .steplog import step_log
 
         limits = self._limits
         host_config = self.cli.create_host_config(

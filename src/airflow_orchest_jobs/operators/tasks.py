@@ -15,10 +15,24 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from ..config import load_settings
 from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
+from ..core.plan import plan_runs
+from ..core.retention import mark_finished
+from ..core.rundesc import JobRun, describe
+from ..core.settings import step_owner
+from ..engine.retire import retire
 from .context import MAP_INDEX_TEMPLATE, name_map_index
 from .errors import user_error
+from .run import (
+    admit_or_wait,
+    check_out,
+    end_job_run,
+    end_run,
+    remove_job_run_containers,
+    start_services,
+)
 
 #: The snapshot operator's task id: the plan reads the job run it returns.
 SNAPSHOT_TASK_ID = "snapshot"
@@ -40,8 +54,6 @@ class PlanOperator(BaseOperator):
         self.lanes = lanes
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        from ..core.plan import plan_runs
-        from ..core.rundesc import JobRun
         from .snapshot import max_map_length, request_for
 
         job_run = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK_ID)
@@ -70,10 +82,6 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
     def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
 
-        from ..config import load_settings
-        from ..core.rundesc import describe
-        from ..core.settings import step_owner
-        from .run import admit_or_wait, check_out, start_services
 
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
@@ -96,9 +104,6 @@ def cleanup_task(run, job_run):
     def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
         from airflow.sdk import get_current_context
 
-        from ..config import load_settings
-        from ..core.rundesc import describe
-        from .run import end_run
 
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
@@ -161,10 +166,6 @@ class FinalizeOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ..config import load_settings
-        from ..core.retention import mark_finished
-        from ..engine.retire import retire
-        from .run import end_job_run, remove_job_run_containers
         from .snapshot import run_root
 
         settings, job, run_id = load_settings(), self.job, context["dag_run"].run_id

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.rundesc import RunDescription
+from ..core.variables import merge_levels, parse_level, split_values
 
 
 def run_variables(run: RunDescription) -> tuple[dict[str, str], dict[str, str]]:
@@ -20,8 +21,6 @@ def run_variables(run: RunDescription) -> tuple[dict[str, str], dict[str, str]]:
     last. Project and pipeline values and every reference are private: masked in logs,
     never in rendered fields.
     """
-    from ..core.variables import merge_levels, parse_level, split_values
-
     jobs_plain = dict(run.job.env)
     jobs_refs = dict(run.job.secret_env)
     levels = [parse_level(key, _variable_text(key)) for key in run.job.env_sources]

@@ -16,11 +16,15 @@ POSTs must be JSON and same-origin (no cross-site form can trigger one).
 # types are imported inside create_router.
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
+from ..config import api_base_url, load_settings
+from ..core.jobstate import JobStates
 from ..core.urls import URL_PREFIX, run_file_url
 from . import data
+from .actions import cancel as do_cancel
+from .actions import rerun as do_rerun
 from .rows import (
     CLEANUP,
     PREPARE,
@@ -53,8 +57,6 @@ def is_json_media_type(content_type: str | None) -> bool:
 
 def root_path() -> str:
     """The path Airflow is served under (``[api] base_url``), '' at the host's root."""
-    from ..config import api_base_url
-
     return urlparse(api_base_url()).path.rstrip("/")
 
 
@@ -76,7 +78,6 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     """The table: one query for the task instances, the rest in memory, one page out."""
     from fastapi import HTTPException
 
-    from ..config import load_settings
 
     dag_run = data.get_dag_run(session, dag_id, run_id)
     if dag_run is None:
@@ -205,9 +206,6 @@ def readable_dag_ids(session, user) -> set[str]:
 
 def jobs_response(session, user, runs_per_job: int) -> dict[str, Any]:
     """Every Orchest DAG the user may read: schedule, snapshot, images, latest job runs."""
-    from ..config import load_settings
-    from ..core.jobstate import JobStates
-
     settings = load_settings()
     dags = data.orchest_dags(session, readable_dag_ids(session, user))
     ids = [d.dag_id for d in dags]
@@ -288,8 +286,6 @@ def _job_runs(session, dag_id: str, runs: list[Any], store_dir, length: int
 
 def create_router():
     """The API routes (FastAPI imported here: only the api-server builds them)."""
-    from typing import Annotated
-
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -336,7 +332,6 @@ def create_router():
         dag_run = data.get_dag_run(session, dag_id, run_id)
         if dag_run is None:
             raise HTTPException(404, f"no DAG run {run_id!r} of DAG {dag_id!r}")
-        from ..config import load_settings
 
         store = load_settings().store_dir
         entries = data.run_index(data.run_root(store, dag_id, run_id))
@@ -356,8 +351,6 @@ def create_router():
                  dependencies=[edit, Depends(same_origin)])
     def rerun(dag_id: str, dag_run_id: str, session: SessionDep, user: GetUserDep,
               body: Annotated[RerunBody, Body()]) -> dict[str, Any]:
-        from .actions import rerun as do_rerun
-
         bad = [s for s in body.states if s not in RUN_STATES]
         if bad:
             raise HTTPException(400, f"unknown state {bad[0]!r}")
@@ -369,8 +362,6 @@ def create_router():
                  dependencies=[edit, Depends(same_origin)])
     def cancel(dag_id: str, dag_run_id: str, index: int, session: SessionDep,
                user: GetUserDep) -> dict[str, Any]:
-        from .actions import cancel as do_cancel
-
         dag_run, positions = _positions(session, dag_id, dag_run_id, [index], [])
         changed = do_cancel(session, dag_run, positions[0], user.get_name())
         return {"index": index, "task_instances_stopped": changed}

@@ -7,6 +7,7 @@ plugin's app is lazy), so the scheduler, workers and the DAG processor never bui
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose
 # types are imported inside create_app.
 
+from ..config import load_settings
 from ..core import confined
 from .api import create_router as api_router
 from .pages import create_router as pages_router
@@ -20,7 +21,6 @@ def create_app():
     from fastapi import Depends, FastAPI
     from fastapi.responses import StreamingResponse
 
-    from ..config import load_settings
 
     app = FastAPI(title="Orchest jobs: run files and job views")
 

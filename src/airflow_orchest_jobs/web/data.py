@@ -23,6 +23,7 @@ from ..core.jobstate import JobStates
 from ..core.layout import StoreLayout
 from ..core.naming import step_task_ids
 from ..core.plan import RUN_INDEX
+from ..core.snapshot.store import SnapshotStore
 from .rows import GROUP, TaskRecord
 
 #: The Log event "cancel run N" writes (Airflow's audit log shows it too).
@@ -274,8 +275,6 @@ def latest_runs(session, dag_ids: Sequence[str], per_dag: int) -> dict[str, list
 
 def snapshots(store_dir: Path) -> dict[str, Any]:
     """Every snapshot's header (id, created, files, bytes) by id: one line per manifest."""
-    from ..core.snapshot.store import SnapshotStore
-
     root = StoreLayout(store_dir).snapshots
     if not os.path.isdir(root):
         return {}

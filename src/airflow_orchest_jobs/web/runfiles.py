@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..core import confined
 from ..core.layout import StoreLayout
+from .data import get_dag_run
 
 RUN_FILE_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
@@ -74,8 +75,6 @@ def media_type(name: str) -> str:
 
 def existing_run(session, dag_id: str, run_id: str) -> bool:
     """Whether Airflow knows exactly this DAG run (ids compared as written)."""
-    from .data import get_dag_run
-
     found = get_dag_run(session, dag_id, run_id)
     return found is not None and found.dag_id == dag_id and found.run_id == run_id
 
