@@ -8,6 +8,7 @@ from typing import Any
 from airflow.sdk import BaseOperatorLink
 
 from ..config import api_base_url
+from ..core.layout import PROJECT_COPY
 from ..core.model import PROJECT_DIR
 from ..core.rundesc import describe
 from ..core.urls import run_file_url
@@ -33,6 +34,6 @@ class NotebookHtmlLink(BaseOperatorLink):
             return ""  # a notebook under /data/: its HTML is in the data folder
         inside = posixpath.relpath(container_path, PROJECT_DIR)
         html = posixpath.splitext(inside)[0] + ".html"
-        relative = f"{run_dir.name}/project/{html}"
+        relative = f"{run_dir.name}/{PROJECT_COPY}/{html}"
 
         return run_file_url(ti_key.dag_id, ti_key.run_id, relative, api_base_url())

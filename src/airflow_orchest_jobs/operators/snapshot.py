@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -59,10 +58,6 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
         raise user_error(exc) from None
 
 
-def run_root(settings: Settings, dag_id: str, run_id: str) -> Path:
-    return StoreLayout(settings.store_dir).job_run(dag_id, run_id)
-
-
 class OrchestSnapshotOperator(BaseOperator):
     """Validate the conf, then snapshot the project and freeze its images (once per job)."""
 
@@ -106,7 +101,8 @@ class OrchestSnapshotOperator(BaseOperator):
         return JobRun(
             job_key=key,
             job_run_key=f"{self.job.dag_id}/{dag_run.run_id}",
-            run_root=str(run_root(settings, self.job.dag_id, dag_run.run_id)),
+            run_root=str(StoreLayout(settings.store_dir).job_run(self.job.dag_id,
+                                                                dag_run.run_id)),
             snapshot_id=state.snapshot_id,
             pipeline_rel=str(self.job.pipeline.rel_path),
             images=state.images,

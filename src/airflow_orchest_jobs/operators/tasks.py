@@ -18,6 +18,7 @@ from airflow.sdk import BaseOperator
 from ..config import load_settings
 from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
+from ..core.layout import StoreLayout
 from ..core.plan import plan_runs
 from ..core.retention import mark_finished
 from ..core.rundesc import JobRun, describe
@@ -166,10 +167,8 @@ class FinalizeOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from .snapshot import run_root
-
         settings, job, run_id = load_settings(), self.job, context["dag_run"].run_id
-        root = run_root(settings, job.dag_id, run_id)
+        root = StoreLayout(settings.store_dir).job_run(job.dag_id, run_id)
         try:
             removed = remove_job_run_containers(settings, f"{job.dag_id}/{run_id}", root)
         except Exception as exc:  # the engine gone: the run's own outcome still decides

@@ -20,7 +20,9 @@ from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
 from ..config import api_base_url, load_settings
+from ..core.contract import step_log_path
 from ..core.jobstate import JobStates
+from ..core.layout import PROJECT_COPY, StoreLayout, run_folder_name
 from ..core.urls import URL_PREFIX, run_file_url
 from . import data
 from .actions import cancel as do_cancel
@@ -86,7 +88,7 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     if bad:
         raise HTTPException(400, f"unknown state {bad[0]!r}; use one of {', '.join(RUN_STATES)}")
     settings = load_settings()
-    root = data.run_root(settings.store_dir, dag_id, run_id)
+    root = StoreLayout(settings.store_dir).job_run(dag_id, run_id)
     entries = data.run_index(root)
     info = data.view_info(session, [dag_id]).get(dag_id, {})
     rel = data.pipeline_rel(settings.store_dir, dag_id, run_id, info.get("pipeline"))
@@ -136,15 +138,16 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
 def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_id: str,
          length: int, now: datetime, base: str) -> dict[str, Any]:
     group, map_index = group_of(row.position, length)
-    folder = f"run-{row.index:05d}"
+    folder = run_folder_name(row.index)
+    project = f"{folder}/{PROJECT_COPY}"
     dag, run = quote(dag_id, safe=""), quote(run_id, safe="")
     task_page = f"{base}/dags/{dag}/runs/{run}/tasks/{{}}/mapped/{map_index}"
     out_steps = []
     for step in steps:
         task = row.tasks.get(step.task_id)
         airflow_state = task.state if task else None
-        log = (run_file_url(dag_id, run_id, f"{folder}/project/.orchest/pipelines/"
-                            f"{pipeline_uuid}/logs/{step.uuid}.log", base)
+        log = (run_file_url(dag_id, run_id,
+                            f"{project}/{step_log_path(pipeline_uuid, step.uuid)}", base)
                if pipeline_uuid else None)
         out_steps.append({
             "uuid": step.uuid, "title": step.title, "task_id": step.task_id,
@@ -153,8 +156,8 @@ def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_i
             "start_date": iso(task.start if task else None),
             "end_date": iso(task.end if task else None),
             "log_url": log,
-            "notebook_url": run_file_url(dag_id, run_id, f"{folder}/project/"
-                                         f"{step.notebook_html}", base)
+            "notebook_url": run_file_url(dag_id, run_id, f"{project}/{step.notebook_html}",
+                                         base)
             if step.notebook_html else None,
             "task_url": task_page.format(quote(f"{group}.{step.task_id}", safe="")),
         })
@@ -272,7 +275,7 @@ def _job_runs(session, dag_id: str, runs: list[Any], store_dir, length: int
     out = []
     for run in runs:
         state = None if run.state is None else str(run.state)
-        entries = data.run_index(data.run_root(store_dir, dag_id, run.run_id))
+        entries = data.run_index(StoreLayout(store_dir).job_run(dag_id, run.run_id))
         dag_cancel, run_cancel = data.cancel_times(session, dag_id, run.run_id)
         rows = build_rows(entries, by_run[run.run_id], max_map_length=length,
                           dag_cancelled_at=dag_cancel, run_cancelled_at=run_cancel)
@@ -334,7 +337,7 @@ def create_router():
             raise HTTPException(404, f"no DAG run {run_id!r} of DAG {dag_id!r}")
 
         store = load_settings().store_dir
-        entries = data.run_index(data.run_root(store, dag_id, run_id))
+        entries = data.run_index(StoreLayout(store).job_run(dag_id, run_id))
         records = [r for _, r in data.task_records(session, dag_id, [run_id])]
         dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
         rows = build_rows(entries, records, max_map_length=data.max_map_length(),
