@@ -20,6 +20,14 @@ def api_base_url() -> str:
     return conf.get("api", "base_url", fallback="") or ""
 
 
+def max_map_length() -> int:
+    """Airflow's ``[core] max_map_length``: instances one mapped group may have (the DAG
+    factory cuts a grid into groups of it; the views find a run's group with it)."""
+    from airflow.configuration import conf
+
+    return conf.getint("core", "max_map_length", fallback=1024)
+
+
 def load_settings() -> Settings:
     try:
         from airflow.configuration import conf

@@ -16,11 +16,9 @@ import pytest
 
 from airflow_orchest_jobs.cli import main
 from airflow_orchest_jobs.core.errors import OrchestError
+from airflow_orchest_jobs.core.labels import LABEL_JOB, LABEL_RUN, LABEL_SERVICE
 from airflow_orchest_jobs.core.pipeline import load_pipeline
 from airflow_orchest_jobs.core.services import (
-    LABEL_JOB,
-    LABEL_RUN,
-    LABEL_SERVICE,
     duplicate_port_problems,
     extra_hosts,
     holder_name,

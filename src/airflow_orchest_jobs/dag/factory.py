@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import load_settings
+from ..config import max_map_length as read_max_map_length
 from ..core.errors import Problem, one_line, problems_of
 from ..core.grid import Grid
 from ..core.job import DagKind
@@ -30,7 +31,6 @@ from ..core.scan import scan_projects
 from ..core.services import job_services
 from ..core.settings import Settings
 from ..core.triggerform import field_schema, fits_in_form, parameter_fields, runs_schema
-from ..operators.snapshot import max_map_length as snapshot_max_map_length
 from ..operators.tasks import (
     SNAPSHOT_TASK_ID,
     FinalizeOperator,
@@ -66,7 +66,7 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
                                                    dir_problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
-    length = snapshot_max_map_length()  # one config read per parse, not one per DAG
+    length = read_max_map_length()  # one config read per parse, not one per DAG
     wanted = _parsing_for_dag()
     mine = [d for d in definitions if d.dag_id == wanted] if wanted is not None else []
     # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is

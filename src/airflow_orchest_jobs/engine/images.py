@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import load_settings
 from ..core.errors import OrchestError, Problem
+from ..core.labels import LABEL_ENVIRONMENT, LABEL_PROJECT
 from ..core.model import PROJECT_DIR, Pipeline, Step
 from ..core.project import Environment, Project
 from ..core.snapshot.selection import select
@@ -37,9 +38,6 @@ ENV_IMAGE = "orchest-env-{project_uuid}-{env_uuid}"
 LEGACY_PREFIX = "image:"
 #: Repository of the tags that keep a job's images alive.
 FROZEN_REPOSITORY = "orchest-frozen"
-#: Labels put on environment images built here.
-LABEL_PROJECT = "orchest-jobs.project-uuid"
-LABEL_ENVIRONMENT = "orchest-jobs.environment-uuid"
 BUILD_FIX = (
     "build it with `airflow-orchest-jobs environments build PROJECT_DIR`, or set "
     "[orchest_jobs] environment_images to an image that exists"

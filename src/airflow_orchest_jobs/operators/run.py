@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import OrchestError
+from ..core.labels import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, LABEL_STEP
 from ..core.layout import StoreLayout
 from ..core.plan import ensure_checkout
 from ..core.rundesc import RunDescription
 from ..core.runslots import RunSlots, Ticket
-from ..core.services import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, job_services, service_specs
-from ..engine.hosts import LABEL_STEP, RECORDS, REMOTE_TIMEOUT, engine_identity, force_remove
+from ..core.services import job_services, service_specs
+from ..engine.hosts import RECORDS, REMOTE_TIMEOUT, engine_identity, force_remove
 from ..engine.images import docker_client, image_key
 from ..engine.services import ServiceStartError, start_run_services, stop_run_services
 from .errors import user_error

@@ -36,13 +36,6 @@ if TYPE_CHECKING:
     from ..core.settings import Settings
 
 
-def max_map_length() -> int:
-    """Airflow's ``[core] max_map_length``: instances one mapped group may have."""
-    from airflow.configuration import conf
-
-    return conf.getint("core", "max_map_length", fallback=1024)
-
-
 def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     """The validated trigger request of ``job`` (raises AirflowFailException)."""
     # The UI's form adds a field per parameter and picks runs as strings: fold them into

@@ -44,8 +44,9 @@ from ..core.contract import (
     step_working_dir,
 )
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
+from ..core.labels import LABEL_JOB, LABEL_PIPELINE, LABEL_PROJECT, LABEL_RUN, LABEL_STEP
 from ..core.rundesc import RunDescription, describe
-from ..core.services import LABEL_JOB, holder_name
+from ..core.services import holder_name
 from ..core.settings import step_owner
 from ..engine.hosts import claim_engine
 from ..engine.images import describe_key, image_key, unreachable_message
@@ -63,15 +64,8 @@ if TYPE_CHECKING:
 
     from ..core.model import Pipeline, Step
 
-#: Labels on every step container (find or clean a run's containers by them).
-LABEL_RUN = "orchest-jobs.run-uuid"
 #: The names of the step's secret variables, for the notebook runner (not the values).
 SECRET_NAMES_VARIABLE = "ORCHEST_JOBS_SECRET_NAMES"
-#: The job run (``dag_id/run_id``), as on its services: ``finalize`` sweeps by it.
-LABEL_JOB_RUN = LABEL_JOB
-LABEL_STEP = "orchest-jobs.step-uuid"
-LABEL_PIPELINE = "orchest-jobs.pipeline-uuid"
-LABEL_PROJECT = "orchest-jobs.project-uuid"
 #: Seconds a step stopped by fail-fast gets after SIGTERM before the engine kills it.
 STOP_TIMEOUT = 5
 #: The same for a killed task (a cancel): well inside Airflow's 5 s between the task
@@ -308,7 +302,7 @@ class OrchestStepOperator(DockerOperator):
         self.mounts = list(self._step_mounts)
         self.labels = {LABEL_RUN: run.run_uuid, LABEL_STEP: self.step.uuid,
                        LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid,
-                       LABEL_JOB_RUN: run.job.job_run_key}
+                       LABEL_JOB: run.job.job_run_key}
         self._project_dir = run.project_dir
         self._log_relative = step_log_path(self.pipeline.uuid, self.step.uuid)
 

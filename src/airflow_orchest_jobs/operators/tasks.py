@@ -15,7 +15,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from ..config import load_settings
+from ..config import load_settings, max_map_length
 from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
 from ..core.layout import StoreLayout
@@ -55,7 +55,7 @@ class PlanOperator(BaseOperator):
         self.lanes = lanes
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        from .snapshot import max_map_length, request_for
+        from .snapshot import request_for
 
         job_run = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK_ID)
         request = request_for(self.job, context["dag_run"].conf)

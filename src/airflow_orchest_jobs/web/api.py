@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
-from ..config import api_base_url, load_settings
+from ..config import api_base_url, load_settings, max_map_length
 from ..core.contract import step_log_path
 from ..core.jobstate import JobStates
 from ..core.layout import PROJECT_COPY, StoreLayout, run_folder_name
@@ -102,7 +102,7 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     records = [r for _, r in data.task_records(session, dag_id, [run_id])]
     state = None if dag_run.state is None else str(dag_run.state)
     dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
-    length = data.max_map_length()
+    length = max_map_length()
     rows = build_rows(entries, records, max_map_length=length, dag_cancelled_at=dag_cancel,
                       run_cancelled_at=run_cancel)
     now = datetime.now(timezone.utc)
@@ -217,7 +217,7 @@ def jobs_response(session, user, runs_per_job: int) -> dict[str, Any]:
     latest = data.latest_runs(session, ids, runs_per_job) if ids else {}
     snapshots = data.snapshots(settings.store_dir)
     states = JobStates(settings.store_dir)
-    length = data.max_map_length()
+    length = max_map_length()
     out = []
     for dag in dags:
         info = infos.get(dag.dag_id, {})
@@ -340,7 +340,7 @@ def create_router():
         entries = data.run_index(StoreLayout(store).job_run(dag_id, run_id))
         records = [r for _, r in data.task_records(session, dag_id, [run_id])]
         dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
-        rows = build_rows(entries, records, max_map_length=data.max_map_length(),
+        rows = build_rows(entries, records, max_map_length=max_map_length(),
                           dag_cancelled_at=dag_cancel, run_cancelled_at=run_cancel)
         if indices is not None:
             by_index = {r.index: r for r in rows}

@@ -123,12 +123,6 @@ def pipeline_uuid(root: Path, entries: Sequence[dict[str, Any]]) -> str | None:
     return str(doc.get("uuid")) if isinstance(doc, dict) and doc.get("uuid") else None
 
 
-def max_map_length() -> int:
-    from airflow.configuration import conf
-
-    return conf.getint("core", "max_map_length", fallback=1024)
-
-
 def is_orchest_dag(session, dag_id: str) -> bool:
     from airflow.models.dag import DagTag
     from sqlalchemy import select
