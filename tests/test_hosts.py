@@ -19,7 +19,7 @@ import pytest
 from airflow.providers.docker.hooks.docker import DockerHook  # noqa: F401
 
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.hosts import (
+from airflow_orchest_jobs.engine.hosts import (
     LABEL_RUN,
     LABEL_STEP,
     LABEL_WORKER,

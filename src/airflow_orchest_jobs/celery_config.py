@@ -23,7 +23,9 @@ from typing import Any
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 from celery.signals import celeryd_init, worker_ready
 
-from .hosts import WORKER_VARIABLE, sweep_worker
+from .config import load_settings
+from .engine.hosts import WORKER_VARIABLE, sweep_worker
+from .operators.dockerhook import engine_api
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,6 @@ def sweep_on_ready(**_: Any) -> None:
     if not name:
         return
     try:
-        from .config import load_settings
-        from .operators.dockerhook import engine_api
-
         settings = load_settings()
         docker_url = settings.docker_url
         cli = engine_api(settings)

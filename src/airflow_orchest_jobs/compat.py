@@ -75,43 +75,43 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("airflow.providers.docker.hooks.docker", "DockerHook.construct_tls_config",
              ("ca_cert", "client_cert", "client_key"), "operators/dockerhook.py",
              "the TLS files as the provider builds them"),
-    # --- re-run and cancel (views/actions.py) --------------------------------------------
+    # --- re-run and cancel (web/actions.py) --------------------------------------------
     Upstream("airflow.models.taskinstance", "clear_task_instances",
-             ("tis", "session", "dag_run_state"), "views/actions.py",
+             ("tis", "session", "dag_run_state"), "web/actions.py",
              "re-run clears the chosen map indexes in the api-server's own session; the "
              "public POST /api/v2/dags/{dag_id}/clearTaskInstances would need the user's "
              "token forwarded from the view (see README, Development)"),
     Upstream("airflow.models.dagbag", "DBDagBag.get_dag_for_run", ("self", "dag_run", "session"),
-             "views/actions.py", "the serialized DAG of the run to clear (as the core API)"),
+             "web/actions.py", "the serialized DAG of the run to clear (as the core API)"),
     Upstream("airflow.models.taskinstance", "TaskInstance.set_state", ("self", "state"),
-             "views/actions.py",
+             "web/actions.py",
              "cancel marks one map index's tasks failed/skipped; the public PATCH of task "
              "instances would need the user's token (as re-run)"),
     Upstream("airflow.models.log", "Log.__init__", ("self", "event"),
-             "views/actions.py, views/data.py",
+             "web/actions.py, web/data.py",
              "the audit log row that tells a cancelled run from a failed one: no public "
              "API writes a custom audit event"),
-    Upstream("airflow.utils.state", "DagRunState", (), "views/actions.py", "state names"),
-    Upstream("airflow.utils.state", "TaskInstanceState", (), "views/actions.py",
+    Upstream("airflow.utils.state", "DagRunState", (), "web/actions.py", "state names"),
+    Upstream("airflow.utils.state", "TaskInstanceState", (), "web/actions.py",
              "state names"),
     # --- the views' reads ---------------------------------------------------------------
-    Upstream("airflow.models.dag", "DagModel", (), "views/data.py, views/api.py", _VIEWS_ORM),
-    Upstream("airflow.models.dag", "DagTag", (), "views/data.py", _VIEWS_ORM),
-    Upstream("airflow.models.dagrun", "DagRun", (), "views/data.py", _VIEWS_ORM),
-    Upstream("airflow.models.taskinstance", "TaskInstance", (), "views/data.py", _VIEWS_ORM),
-    Upstream("airflow.models.serialized_dag", "SerializedDagModel", (), "views/data.py",
+    Upstream("airflow.models.dag", "DagModel", (), "web/data.py, web/api.py", _VIEWS_ORM),
+    Upstream("airflow.models.dag", "DagTag", (), "web/data.py", _VIEWS_ORM),
+    Upstream("airflow.models.dagrun", "DagRun", (), "web/data.py", _VIEWS_ORM),
+    Upstream("airflow.models.taskinstance", "TaskInstance", (), "web/data.py", _VIEWS_ORM),
+    Upstream("airflow.models.serialized_dag", "SerializedDagModel", (), "web/data.py",
              _VIEWS_ORM),
     # --- the api-server apps' access checks ---------------------------------------------
-    Upstream("airflow.api_fastapi.app", "get_auth_manager", (), "views/api.py", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.app", "get_auth_manager", (), "web/api.py", _VIEWS_AUTH),
     Upstream("airflow.api_fastapi.auth.managers.models.resource_details", "DagAccessEntity",
-             (), "views, runfiles.py", _VIEWS_AUTH),
+             (), "web/", _VIEWS_AUTH),
     Upstream("airflow.api_fastapi.auth.managers.models.resource_details", "DagDetails", (),
-             "views/api.py", _VIEWS_AUTH),
-    Upstream("airflow.api_fastapi.common.db.common", "SessionDep", (), "views, runfiles.py",
+             "web/api.py", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.common.db.common", "SessionDep", (), "web/",
              _VIEWS_AUTH),
     Upstream("airflow.api_fastapi.core_api.security", "requires_access_dag",
-             ("method", "access_entity"), "views, runfiles.py", _VIEWS_AUTH),
-    Upstream("airflow.api_fastapi.core_api.security", "GetUserDep", (), "views", _VIEWS_AUTH),
+             ("method", "access_entity"), "web/", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.core_api.security", "GetUserDep", (), "web/", _VIEWS_AUTH),
 )
 
 

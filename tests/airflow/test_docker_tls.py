@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from airflow_orchest_jobs.core.settings import Settings
+from airflow_orchest_jobs.dag.factory import build_dags
 from airflow_orchest_jobs.engine.clients import DockerUnavailable
-from airflow_orchest_jobs.factory import build_dags
 from airflow_orchest_jobs.operators.dockerhook import engine_api
 from tests.airflow_helpers import run_dag, task_states
 from tests.deployment import free_port

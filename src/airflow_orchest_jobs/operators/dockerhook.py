@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.settings import SECTION, TLS_OPTIONS
 from ..engine.clients import Connect, DockerUnavailable, high_level
-from ..images import unreachable_message
+from ..engine.images import unreachable_message
+from ..engine.registry import Registry
 
 if TYPE_CHECKING:
     import docker
@@ -149,8 +150,6 @@ def remote_connector(settings: Settings, timeout: int = REMOTE_TIMEOUT) -> Conne
 def registry_auth(settings: Settings, registry: str | None = None) -> tuple[str, str] | None:
     """The Connection's login when its host is ``registry`` (default: ``[orchest_jobs]
     registry``); None leaves the registry's HTTP API to the Docker config file's."""
-    from ..registry import Registry
-
     value = settings.registry if registry is None else registry
     if not value or not settings.docker_conn_id:
         return None

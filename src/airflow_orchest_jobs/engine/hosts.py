@@ -32,13 +32,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .engine.clients import Connect, DockerUnavailable
+from ..core.labels import LABEL_RUN, LABEL_STEP, LABEL_WORKER
+from .clients import Connect, DockerUnavailable
 
-#: Label naming the worker that started a step container.
-LABEL_WORKER = "orchest-jobs.worker"
-#: The step container labels this module reads (set by the step operator).
-LABEL_RUN = "orchest-jobs.run-uuid"
-LABEL_STEP = "orchest-jobs.step-uuid"
 #: Environment variable naming this worker (set by the Celery hook for its processes).
 WORKER_VARIABLE = "ORCHEST_JOBS_WORKER"
 #: Folder of the run folder where each step's tries record their engine.

@@ -7,12 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import load_settings
-from ..core.errors import OrchestError
-from ..core.jobstate import JobStates
-from ..core.layout import StoreLayout, id_of
-from ..core.retention import folder_size, pipeline_runs
-from ..retire import retire
+from ...config import load_settings
+from ...core.errors import OrchestError
+from ...core.jobstate import JobStates
+from ...core.layout import StoreLayout, id_of
+from ...core.retention import folder_size, pipeline_runs
+from ...engine.clients import DockerUnavailable
+from ...engine.retire import retire
+from ...operators.dockerhook import engine_client, registry_auth
 
 
 def register(subparsers) -> None:
@@ -62,13 +64,10 @@ def run_clean(args: argparse.Namespace) -> int:
     if args.keep < 0:
         raise OrchestError.single("--keep", "", "must be 0 or more")
     store = _store(args)
-    from ..engine.clients import DockerUnavailable
-    from ..operators.dockerhook import engine_client, registry_auth
-
     settings = load_settings()
     try:
         report = retire(store, args.dag_id, args.keep,
-                        lambda: engine_client(settings, args.docker_url),
+                        lambda: engine_client(settings, args.docker_url), settings.registry,
                         registry_auth(settings))
     except DockerUnavailable as exc:
         print(exc, file=sys.stderr)

@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import load_settings
+from ...config import load_settings
+from ...engine.clients import DockerUnavailable
+from ...engine.images import build_environments, environment_status
+from ...engine.orchest_layer import LayerError, parse_bases
+from ...operators.dockerhook import engine_client
 
 
 def register(subparsers) -> None:
@@ -56,16 +60,10 @@ def register(subparsers) -> None:
 def _engine(args: argparse.Namespace) -> Any:
     """The engine as the tasks reach it (the Docker Connection and TLS files of
     ``[orchest_jobs]``); ``--docker-url`` picks another address."""
-    from ..operators.dockerhook import engine_client
-
     return engine_client(load_settings(), args.docker_url)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..engine.clients import DockerUnavailable
-    from ..images import build_environments
-    from ..orchest_layer import LayerError, parse_bases
-
     try:
         orchest_bases = parse_bases(args.base)
     except LayerError as exc:
@@ -88,9 +86,6 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..engine.clients import DockerUnavailable
-    from ..images import environment_status
-
     try:
         client = _engine(args)
     except DockerUnavailable as exc:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .core.retention import apply_retention, collect_snapshots
+from ..core.retention import apply_retention, collect_snapshots
+from .images import job_image_owner, release
 
 if TYPE_CHECKING:
     import docker
@@ -30,19 +31,18 @@ class Retired:
 
 
 def retire(store_dir: Path, dag_id: str, keep: int | None,
-           engine: Callable[[], docker.DockerClient],
+           engine: Callable[[], docker.DockerClient], registry: str = "",
            registry_auth: tuple[str, str] | None = None) -> Retired:
     """Apply ``keep`` to ``dag_id``'s runs; release and collect what nothing uses.
 
     ``engine`` makes the Docker client, only when a job's images are to be released;
-    ``registry_auth``: the registry login for deleting what a job pushed."""
+    ``registry`` (``[orchest_jobs] registry``) and its login: where a job pushed them."""
     report = apply_retention(store_dir, dag_id, keep)
     freed = report.freed_bytes
     if report.released_jobs:
-        from .images import job_image_owner, release
-
         client = engine()
         for key in report.released_jobs:
-            release(client, job_image_owner(store_dir, key), registry_auth=registry_auth)
+            release(client, job_image_owner(store_dir, key), registry,
+                    registry_auth=registry_auth)
         freed += collect_snapshots(store_dir, set(report.released_jobs.values()))
     return Retired(len(report.deleted_runs), sorted(report.released_jobs), freed)

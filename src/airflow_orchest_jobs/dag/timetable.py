@@ -23,7 +23,7 @@ from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction
 from airflow.timetables.trigger import CronTriggerTimetable
 from croniter import croniter
 
-from .core.schedule import PRESET_CRON
+from ..core.schedule import PRESET_CRON
 
 #: How old a tick may be and still run (a DAG processor re-parse just after a tick).
 GRACE = datetime.timedelta(seconds=60)
@@ -96,3 +96,16 @@ class OrchestCronTimetable(CronTriggerTimetable):
         """``moment`` itself when it is a tick, else the next tick."""
         after = self._tick_after(moment)
         return pendulum.instance(moment) if self._tick(after, forward=False) == moment else after
+
+
+class MovedOrchestCronTimetable(OrchestCronTimetable):
+    """Reads DAGs serialized before 0.2, when the class lived in ``airflow_orchest_jobs.timetable``.
+
+    The scheduler finds a custom timetable by the class path stored with the serialized DAG;
+    until the DAG processor re-serializes a DAG its row names the old path. Goes away with
+    the old module paths (:mod:`airflow_orchest_jobs._moved`).
+    """
+
+
+MovedOrchestCronTimetable.__module__ = "airflow_orchest_jobs.timetable"
+MovedOrchestCronTimetable.__qualname__ = "OrchestCronTimetable"
