@@ -25,7 +25,8 @@ def test_provider_declares_the_config_section():
 
     options = get_provider_info()["config"]["orchest_jobs"]["options"]
     assert set(options) == {"projects_dir", "store_dir", "data_dir", "environment_images",
-                            "network_mode", "docker_url", "step_user",
+                            "network_mode", "docker_url", "docker_conn_id", "tls_ca_cert",
+                            "tls_client_cert", "tls_client_key", "step_user",
                             "max_parallel_pipeline_runs", "registry", "step_memory_limit",
                             "step_pids_limit", "step_tmp_size"}
     for key, option in options.items():  # typed, with an example, for `airflow config`
