@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.dag.factory import build_dags
@@ -28,6 +29,7 @@ from airflow_orchest_jobs.operators.dockerhook import engine_api
 from tests.airflow_helpers import run_dag, task_states
 from tests.deployment import free_port
 from tests.orchest_factory import pipeline_doc, step, write_project
+from tests.test_registry import registry  # noqa: F401 - the real registry, a fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
@@ -108,16 +110,21 @@ def tls_engine(images, docker_client) -> Iterator[dict]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _connection(monkeypatch, engine: dict, **fields) -> None:
+    """The Docker Connection (an ``AIRFLOW_CONN_`` variable): the engine's TLS files in its
+    extra, ``fields`` (a registry's host, port, login, password) beside them."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({
+        "conn_type": "docker", **fields,
+        "extra": {"tls_ca_cert": str(engine["ca"]), "tls_client_cert": str(engine["cert"]),
+                  "tls_client_key": str(engine["key"])}}))
+
+
 @pytest.fixture
 def tls_settings(tls_engine, orchest_settings, images, monkeypatch) -> Settings:
     """[orchest_jobs] pointing at the TLS engine, its files in the Docker Connection."""
     for name in CA_BUNDLE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps({
-        "conn_type": "docker",
-        "extra": {"tls_ca_cert": str(tls_engine["ca"]),
-                  "tls_client_cert": str(tls_engine["cert"]),
-                  "tls_client_key": str(tls_engine["key"])}}))
+    _connection(monkeypatch, tls_engine)
     return orchest_settings(docker_url=tls_engine["url"], docker_conn_id=CONN_ID,
                             environment_images={"*": images["busybox"]})
 
@@ -144,3 +151,22 @@ def test_a_step_runs_on_a_tls_engine_through_a_docker_connection(tls_engine, tls
 def test_without_the_client_certificate_the_engine_is_refused(tls_engine, tls_settings):
     with pytest.raises(DockerUnavailable, match=f"not reachable at {tls_engine['url']}"):
         engine_api(Settings.from_mapping({"docker_url": tls_engine["url"]}), timeout=5)
+
+
+def test_the_connections_registry_login_and_pushes_go_through_the_tls_engine(
+        tls_engine, tls_settings, registry, orchest_settings, images, monkeypatch):  # noqa: F811
+    """With ``[orchest_jobs] registry`` and the Connection naming it, the hook logs the TLS
+    engine in to that registry (a loopback ``docker-registry``) and the job's image is
+    pushed and pinned by digest through that engine."""
+    host, _, port = registry.partition(":")
+    _connection(monkeypatch, tls_engine, host=host, port=int(port), login="robot",
+                password="s3cret")
+    settings = orchest_settings(docker_url=tls_engine["url"], docker_conn_id=CONN_ID,
+                                environment_images={"*": images["busybox"]}, registry=registry)
+    write_project(settings.projects_dir / "tlsreg", pipeline_doc([step("s1", "hello.sh")]),
+                  files={"hello.sh": "echo pushed > /data/pushed.txt\n"})
+    dag_run = run_dag(build_dags(settings)["orchest__tlsreg__main"])
+    assert str(dag_run.state) == "success", task_states(dag_run)
+    assert (settings.data_dir / "pushed.txt").read_text() == "pushed\n"
+    catalog = requests.get(f"http://{registry}/v2/_catalog", timeout=5).json()
+    assert any(r.startswith("orchest-frozen/") for r in catalog["repositories"]), catalog
