@@ -25,6 +25,9 @@ from tests.test_registry import registry  # noqa: F401 - the fixture
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "projects" / "weather-report"
+#: The example under a name of its own: its environment's tag (orchest-env-<uuid of the
+#: name>-...) is then one nobody builds (the demo builds the example's).
+PROJECT = "doctor-weather"
 NOBODY = 65534
 
 
@@ -34,7 +37,7 @@ def site() -> Iterator[Path]:
     example project), store, data (the step user's, as the plugin makes it)."""
     root = Path(tempfile.mkdtemp(prefix="aoj-doctor-"))
     root.chmod(0o755)
-    shutil.copytree(EXAMPLE, root / "projects" / EXAMPLE.name)
+    shutil.copytree(EXAMPLE, root / "projects" / PROJECT)
     (root / "store").mkdir()
     (root / "data").mkdir()
     os.chown(root / "data", NOBODY, NOBODY)
@@ -81,7 +84,7 @@ def test_a_healthy_deployment_with_a_registry_exits_0(site, images, docker_clien
     assert "OK    data_dir: the step user nobody (65534:65534) can create" in out
     assert "OK    store: the step user nobody" in out
     assert "OK    store locks: flock and atomic rename work across processes" in out
-    assert (f"OK    image weather-report/Python 3: {images['python']} has python3 and "
+    assert (f"OK    image {PROJECT}/Python 3: {images['python']} has python3 and "
             "orchest, nbclient, ipykernel") in out
     assert f"OK    registry: http://{registry} answers and accepted a push" in out
     assert "OK    projects: 2 DAG(s)" in out
@@ -119,15 +122,15 @@ def test_each_fault_gives_its_line_and_exit_1(site, images, docker_client, tmp_p
     done = doctor(site, images, environment_images="{}")
     assert done.returncode == 1
     [line] = fail_lines(done)
-    assert line.startswith("FAIL  image weather-report/Python 3: no image orchest-env-")
+    assert line.startswith(f"FAIL  image {PROJECT}/Python 3: no image orchest-env-")
     assert (f"-- fix: build it with `airflow-orchest-jobs environments build "
-            f"{site / 'projects' / EXAMPLE.name}`") in line
+            f"{site / 'projects' / PROJECT}`") in line
 
     # An image without python3 (busybox) for the environment.
     done = doctor(site, images, environment_images=json.dumps({"*": images["busybox"]}))
     assert done.returncode == 1
     [line] = fail_lines(done)
-    assert f"FAIL  image weather-report/Python 3: {images['busybox']} has no python3" in line
+    assert f"FAIL  image {PROJECT}/Python 3: {images['busybox']} has no python3" in line
 
     # The registry is down: a closed port on 127.0.0.1.
     port = free_port()
@@ -146,7 +149,7 @@ def test_each_fault_gives_its_line_and_exit_1(site, images, docker_client, tmp_p
     [line] = fail_lines(done)
     assert line.startswith(f"FAIL  project file {broken / 'main.orchest'}: ")
     assert "validate PATH" in line
-    assert "OK    image weather-report/Python 3" in done.stdout
+    assert f"OK    image {PROJECT}/Python 3" in done.stdout
     assert json.loads(doctor(site, images, "--json").stdout)["ok"] is False
     no_doctor_leftovers(site, docker_client)
 
