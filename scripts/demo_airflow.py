@@ -28,9 +28,20 @@ def say(message: str) -> None:
     print(f"demo: {message}", file=sys.stderr, flush=True)
 
 
+def check_components() -> None:
+    """Stop waiting when a component exited (DEMO_PIDS: ``name:pid`` lines)."""
+    for entry in os.environ.get("DEMO_PIDS", "").split():
+        name, _, pid = entry.partition(":")
+        try:
+            os.kill(int(pid), 0)
+        except (ProcessLookupError, ValueError):
+            sys.exit(f"demo: airflow {name} exited; see .demo/logs/{name}.log")
+
+
 def wait(what: str, probe, timeout: float, interval: float = 2.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        check_components()
         try:
             found = probe()
         except requests.RequestException:
