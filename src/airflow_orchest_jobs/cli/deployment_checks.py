@@ -33,6 +33,7 @@ from ..core.scan import scan_project, scan_projects
 from ..core.settings import OPTIONS, SECTION, Settings, step_owner
 from ..engine.images import environment_ref
 from ..engine.registry import Registry, check_reachable, release_pushed
+
 #: Seconds an engine or a probe container may take before the check fails.
 ENGINE_TIMEOUT = 10
 PROBE_TIMEOUT = 120
