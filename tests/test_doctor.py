@@ -45,10 +45,12 @@ def site() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def doctor(site: Path, images: dict[str, str], *args: str,
+def doctor(site: Path, images: dict[str, str], *args: str, plugins: Path | None = None,
            **settings: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a deployment would: settings from AIRFLOW__ORCHEST_JOBS__*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__ORCHEST_JOBS")}
+    if plugins is not None:
+        env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(plugins)
     values = {"projects_dir": str(site / "projects"), "store_dir": str(site / "store"),
               "data_dir": str(site / "data"), "network_mode": "none",
               "environment_images": json.dumps({"*": images["python"]}), **settings}
@@ -151,6 +153,21 @@ def test_each_fault_gives_its_line_and_exit_1(site, images, docker_client, tmp_p
     assert "validate PATH" in line
     assert f"OK    image {PROJECT}/Python 3" in done.stdout
     assert json.loads(doctor(site, images, "--json").stdout)["ok"] is False
+    broken.joinpath("main.orchest").unlink()
+
+    # A copy of the plugin in Airflow's plugins folder, beside the installed package.
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "orchest_copy.py").write_text(
+        "from airflow_orchest_jobs.plugin import OrchestJobsPlugin  # noqa: F401\n")
+    done = doctor(site, images, plugins=plugins)
+    assert done.returncode == 1
+    [line] = fail_lines(done)
+    assert line.startswith("FAIL  plugin: registered 2 times: ")
+    assert "orchest_copy.py" in line and "remove any copy of it from the plugins" in line
+    # Airflow logs the duplicate on stdout: --json keeps stdout pure JSON all the same.
+    document = json.loads(doctor(site, images, "--json", plugins=plugins).stdout)
+    assert [c["name"] for c in document["checks"] if c["status"] == "fail"] == ["plugin"]
     no_doctor_leftovers(site, docker_client)
 
 

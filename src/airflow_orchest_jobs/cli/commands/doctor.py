@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 
 from ...core.doctor import exit_code, render_json, render_text
 from ..deployment_checks import run_checks
@@ -23,7 +26,22 @@ def register(subparsers) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    checks, settings = run_checks()
+    with _stdout_to_stderr():  # Airflow logs to stdout (loading plugins): not in our report
+        checks, settings = run_checks()
     render = render_json if args.json else render_text
     sys.stdout.write(render(checks, settings))
     return exit_code(checks)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """File descriptor 1 goes to stderr meanwhile (loggers hold their own stdout object)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
