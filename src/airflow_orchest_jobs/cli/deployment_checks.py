@@ -31,8 +31,10 @@ from ..core.labels import LABEL_DOCTOR as LABEL
 from ..core.project import discover_projects
 from ..core.scan import scan_project, scan_projects
 from ..core.settings import OPTIONS, SECTION, Settings, step_owner
+from ..engine.clients import DockerUnavailable
 from ..engine.images import environment_ref
 from ..engine.registry import Registry, check_reachable, release_pushed
+from ..operators.dockerhook import engine_client, registry_auth
 
 #: Seconds an engine or a probe container may take before the check fails.
 ENGINE_TIMEOUT = 10
@@ -134,17 +136,17 @@ def plugin_check() -> Check:
 
 
 def engine_check(ctx: Context) -> Check:
-    """``docker_url`` answers, and which API version it speaks."""
-    import docker
-
+    """``docker_url`` answers (reached as the tasks reach it: the Docker Connection and TLS
+    files of ``[orchest_jobs]``), and which API version it speaks."""
     assert ctx.settings is not None
     url = ctx.settings.docker_url
     name = "engine"
     try:
-        client = docker.DockerClient(base_url=url, timeout=ENGINE_TIMEOUT)
+        client = engine_client(ctx.settings, timeout=ENGINE_TIMEOUT)
         version = client.version()
     except Exception as exc:
-        return fail(name, f"Docker engine not reachable at {url} ({_gist(exc)})",
+        reason = exc.reason if isinstance(exc, DockerUnavailable) else _gist(exc)
+        return fail(name, f"Docker engine not reachable at {url} ({reason})",
                     f"start Docker there, or point [{SECTION}] docker_url "
                     f"(AIRFLOW__{SECTION.upper()}__DOCKER_URL) at a running engine")
     ctx.client = client
@@ -425,10 +427,12 @@ def registry_check(ctx: Context) -> Check:
         return skip(name, "not set: images stay on the engine that froze them (one Docker "
                     "host)")
     registry = Registry.parse(value)
-    fix = (f"start the registry, or fix [{SECTION}] registry; pushes also need the "
-           "credentials in the worker's Docker config (docker login)")
+    fix = (f"start the registry, or fix [{SECTION}] registry; pushes also need its "
+           f"credentials: in the [{SECTION}] docker_conn_id Connection (host, login, "
+           "password) or the worker's Docker config (docker login)")
     try:
-        check_reachable(registry, ctx.client)
+        auth = registry_auth(ctx.settings)
+        check_reachable(registry, auth)
     except OrchestError as exc:
         return fail(name, exc.problems[0].message.split(";")[0], fix)
     if ctx.client is None:
@@ -447,7 +451,7 @@ def registry_check(ctx: Context) -> Check:
                     f"({_gist(exc)})", fix)
     finally:
         with contextlib.suppress(Exception):
-            release_pushed(ctx.client, PROBE_REPOSITORY, value)
+            release_pushed(ctx.client, PROBE_REPOSITORY, value, auth=auth)
         if image is not None:
             with contextlib.suppress(Exception):
                 ctx.client.images.remove(image.id, force=True)

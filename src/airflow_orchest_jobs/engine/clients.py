@@ -20,7 +20,13 @@ Connect = Callable[[str], "docker.APIClient"]
 
 
 class DockerUnavailable(RuntimeError):
-    """The Docker engine cannot be reached: worth a retry, not a user error in a file."""
+    """The Docker engine cannot be reached: worth a retry, not a user error in a file.
+
+    ``reason``: what the engine access reported, without the fix the message adds."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 def high_level(api: docker.APIClient) -> docker.DockerClient:

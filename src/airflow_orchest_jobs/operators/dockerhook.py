@@ -125,7 +125,7 @@ def engine_api(settings: Settings, docker_url: str | None = None, *,
     try:
         return engine_hook(settings, url, timeout=timeout).get_conn()
     except AirflowException as exc:
-        raise DockerUnavailable(unreachable_message(url, exc)) from None
+        raise DockerUnavailable(unreachable_message(url, exc), reason=str(exc)) from None
     except docker.errors.APIError as exc:  # the registry login of the Connection
         raise DockerUnavailable(f"the Docker engine at {url} could not log in to the registry "
                                 f"of [{SECTION}] docker_conn_id {settings.docker_conn_id!r} "
@@ -133,9 +133,10 @@ def engine_api(settings: Settings, docker_url: str | None = None, *,
                                 ) from None
 
 
-def engine_client(settings: Settings, docker_url: str | None = None) -> docker.DockerClient:
+def engine_client(settings: Settings, docker_url: str | None = None, *,
+                  timeout: int = DEFAULT_TIMEOUT) -> docker.DockerClient:
     """docker-py's object API over :func:`engine_api`'s client."""
-    return high_level(engine_api(settings, docker_url))
+    return high_level(engine_api(settings, docker_url, timeout=timeout))
 
 
 def remote_connector(settings: Settings, timeout: int = REMOTE_TIMEOUT) -> Connect:
