@@ -22,11 +22,11 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-#: Airflow modules that are public interfaces: imports from them need no entry.
+#: Airflow modules (or ``module:name``) that are public interfaces: no entry needed.
 PUBLIC_AIRFLOW = (
     "airflow.sdk",
     "airflow.configuration",  # ``conf``: the documented way to read [orchest_jobs]
-    "airflow.plugins_manager",  # ``AirflowPlugin``
+    "airflow.plugins_manager:AirflowPlugin",  # (module:name: that name only)
     "airflow.timetables.base",  # the custom timetable interface
     "airflow.timetables.trigger",  # CronTriggerTimetable, subclassed by timetable.py
     "airflow.providers.docker",
@@ -101,6 +101,13 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("airflow.models.taskinstance", "TaskInstance", (), "web/data.py", _VIEWS_ORM),
     Upstream("airflow.models.serialized_dag", "SerializedDagModel", (), "web/data.py",
              _VIEWS_ORM),
+    # --- airflow-orchest-jobs doctor ---------------------------------------------------
+    Upstream("airflow.plugins_manager", "get_plugin_info", ("attrs_to_dump",),
+             "cli/deployment_checks.py",
+             "what Airflow loaded as plugins, as `airflow plugins` prints it: no public API "
+             "lists the loaded plugins (the doctor checks ours loads exactly once)"),
+    Upstream("airflow.plugins_manager", "get_import_errors", (), "cli/deployment_checks.py",
+             "the plugins that failed to load, as `airflow plugins` reports them"),
     # --- the api-server apps' access checks ---------------------------------------------
     Upstream("airflow.api_fastapi.app", "get_auth_manager", (), "web/api.py", _VIEWS_AUTH),
     Upstream("airflow.api_fastapi.auth.managers.models.resource_details", "DagAccessEntity",
