@@ -7,18 +7,17 @@ the step containers see as ``/project-dir``).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import OrchestError
 from .failfast import clear_failure
+from .flock import locked
 from .model import Pipeline
 from .request import RunRequest
 from .rundesc import JobRun, RunDescription, RunKey
@@ -133,7 +132,7 @@ def ensure_checkout(snapshots_root: Path, run: RunDescription, generation: int,
     whether this call made the copy.
     """
     marker = run.run_dir / CHECKOUT_MARKER
-    with _locked(run.run_dir / ".checkout.lock"):
+    with locked(run.run_dir / ".checkout.lock"):
         try:
             made_for = int(json.loads(marker.read_text())["generation"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
@@ -150,17 +149,6 @@ def ensure_checkout(snapshots_root: Path, run: RunDescription, generation: int,
 def _write_marker(marker: Path, generation: int) -> None:
     write_atomically(marker, json.dumps({"generation": generation}).encode(), marker.parent,
                      durable=False)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def hand_over(folder: Path, owner: tuple[int, int]) -> None:
