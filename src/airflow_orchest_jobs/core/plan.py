@@ -22,7 +22,6 @@ from .model import Pipeline
 from .request import RunRequest
 from .rundesc import JobRun, RunDescription, RunKey
 from .snapshot.fsops import write_atomically
-from .snapshot.store import SnapshotStore, remove_tree
 
 
 def run_uuid(job_run_key: str, index: int) -> str:
@@ -109,6 +108,8 @@ def prepare_run_folder(snapshots_root: Path, run: RunDescription,
     A retried or cleared run starts from a clean copy: nothing of a failed try leaks in.
     ``owner``: (uid, gid) to hand the copy to, when steps run as another user than us.
     """
+    from .snapshot.store import SnapshotStore, remove_tree
+
     clear_failure(run.run_dir)
     dest = run.project_dir
     if dest.exists():
