@@ -184,7 +184,6 @@ def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
     """Force-remove the job run's containers on one engine: (removed, of which steps)."""
     import docker.errors
 
-
     removed = steps = 0
     for box in cli.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_run_key}"]}):
         try:
@@ -218,7 +217,6 @@ def _other_engines(run_root: Any, local: str) -> dict[str, str]:
 def _remove_remote(connect: Any, url: str, job_run_key: str) -> int:
     import docker.errors
 
-
     try:
         cli = connect(url)
     except (docker.errors.DockerException, DockerUnavailable) as exc:
@@ -249,7 +247,6 @@ def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
 
 def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     import docker.errors
-
 
     client = engine_client(settings)
     boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})
