@@ -3,6 +3,8 @@ through Airflow's own models (so secrets backends and Fernet encryption apply)."
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import json
 import os
 import re
@@ -77,6 +79,17 @@ class AirflowStore:
                                            old["conn_type"]))
 
     def setting(self, key: str) -> str | None:
+        """The value in force for the next component started: the environment's, else
+        airflow.cfg's as it is now (this process may have read it before an import wrote
+        it), else Airflow's configuration."""
+        from_env = self.setting_from_environment(key)
+        if from_env is not None:
+            return from_env
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        with contextlib.suppress(OSError, configparser.Error):
+            parser.read(self.config_file())
+            if parser.has_option(SECTION, key):
+                return parser.get(SECTION, key)
         from airflow.configuration import conf
 
         value = conf.get(SECTION, key, fallback=None)

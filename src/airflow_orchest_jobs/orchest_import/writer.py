@@ -122,9 +122,9 @@ def _source_files(source: Path) -> Iterator[FileItem]:
 
 class Importer:
     def __init__(self, plan: ImportPlan, projects_dir: Path, store: Store,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+                 out: TextIO | None = None, err: TextIO | None = None):
         self.plan, self.projects_dir, self.store = plan, projects_dir, store
-        self.out, self.err = out, err
+        self.out, self.err = out or sys.stdout, err or sys.stderr
         self.manifest = Manifest.load(projects_dir, store.variable(MANIFEST_VARIABLE))
         self.kept: list[str] = []
         self.problems: list[str] = list(plan.problems)
