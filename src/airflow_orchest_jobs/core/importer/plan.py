@@ -21,7 +21,7 @@ from ..naming import job_dag_id
 from ..pipeline import load_pipeline
 from ..project import JOB_SUFFIX
 from ..variables import pipeline_variable, project_variable
-from .jobs import file_stem, job_file_text, map_job
+from .jobs import disposition, file_stem, job_file_text, map_job
 from .model import Installation, OrchestJob, OrchestPipeline, OrchestProject
 from .webhooks import WEBHOOKS_VARIABLE, ConnectionSpec, map_webhooks
 
@@ -177,8 +177,6 @@ def _plan_job(out: ProjectPlan, project: OrchestProject, job: OrchestJob,
               loaded: dict[str, Pipeline | str], dag_ids: dict[str, tuple[str, str]]
               ) -> None:
     label = f"project {project.folder}: job {job.name!r} ({job.uuid})"
-    from .jobs import disposition
-
     state, _, _ = disposition(job, now)
     if not state:
         why = {"DRAFT": "a draft, never started", "STARTED": "running now (its runs are "

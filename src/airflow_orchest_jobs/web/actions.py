@@ -19,7 +19,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from .data import CANCEL_EVENT, RERUN_EVENT, max_map_length
+from ..config import max_map_length
+from .data import CANCEL_EVENT, RERUN_EVENT
 from .rows import group_of
 
 RUNNING = ("running", "deferred", "up_for_reschedule", "awaiting_input", "restarting")

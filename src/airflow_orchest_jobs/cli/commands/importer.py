@@ -13,7 +13,15 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..core.errors import OrchestError, problems_of
+from ...config import load_settings
+from ...core.errors import OrchestError, problems_of
+from ...core.importer.model import OrchestJob, OrchestProject
+from ...core.importer.plan import Sources, plan_import
+from ...orchest_import.airflow_store import AirflowStore
+from ...orchest_import.api import read_api
+from ...orchest_import.db import read_db
+from ...orchest_import.manifest import Manifest
+from ...orchest_import.writer import Importer
 
 log = logging.getLogger("airflow_orchest_jobs.import")
 
@@ -81,13 +89,6 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..config import load_settings
-    from ..core.importer.model import OrchestJob, OrchestProject
-    from ..core.importer.plan import Sources, plan_import
-    from ..orchest_import.airflow_store import AirflowStore
-    from ..orchest_import.manifest import Manifest
-    from ..orchest_import.writer import Importer
-
     projects_dir = (args.projects_dir or load_settings().projects_dir).absolute()
     if args.apply:
         projects_dir.mkdir(parents=True, exist_ok=True)
@@ -99,12 +100,8 @@ def _run(args: argparse.Namespace) -> int:
         raise OrchestError.single("--from-job-snapshots", "", "needs --userdir (the "
                                   "snapshots are in its jobs/ folder)")
     if args.db:
-        from ..orchest_import.db import read_db
-
         installation = read_db(args.db)
     else:
-        from ..orchest_import.api import read_api
-
         installation = read_api(args.api, _headers(args))
 
     def project_dir(project: OrchestProject) -> Path | None:
