@@ -67,6 +67,8 @@ def test_import_from_the_database(setup, capsys):
     assert "cron, cancelled: paused" in out and "one-off at " in out
     assert "job 'Backfill 2023'" in err and "not imported: a finished one-off job" in err
     assert "dry run: nothing was written" in out
+    assert "has no image on this Docker engine (looked for orchest-env-" in err or \
+        "environment images not checked" in err
 
     rc, out, err = _import(capsys, *args, "--apply")
     assert rc == 0, out + err

@@ -20,6 +20,7 @@ from ...core.importer.plan import Sources, plan_import
 from ...orchest_import.airflow_store import AirflowStore
 from ...orchest_import.api import read_api
 from ...orchest_import.db import read_db
+from ...orchest_import.images import missing_image_notes
 from ...orchest_import.manifest import Manifest
 from ...orchest_import.writer import Importer
 
@@ -89,7 +90,8 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    projects_dir = (args.projects_dir or load_settings().projects_dir).absolute()
+    settings = load_settings()
+    projects_dir = (args.projects_dir or settings.projects_dir).absolute()
     if args.apply:
         projects_dir.mkdir(parents=True, exist_ok=True)
     userdir = args.userdir.absolute() if args.userdir else None
@@ -99,10 +101,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.from_job_snapshots and userdir is None:
         raise OrchestError.single("--from-job-snapshots", "", "needs --userdir (the "
                                   "snapshots are in its jobs/ folder)")
-    if args.db:
-        installation = read_db(args.db)
-    else:
-        installation = read_api(args.api, _headers(args))
+    installation = read_db(args.db) if args.db else read_api(args.api, _headers(args))
 
     def project_dir(project: OrchestProject) -> Path | None:
         if userdir is None:
@@ -126,4 +125,5 @@ def _run(args: argparse.Namespace) -> int:
         Sources(project_dir, snapshot_dir if args.from_job_snapshots else None, existing_dir),
         datetime.now(timezone.utc), projects=args.projects, jobs=args.jobs,
         known_files=manifest.jobs)
+    plan.notes += missing_image_notes(plan, settings.docker_url, settings.environment_images)
     return Importer(plan, projects_dir, store).run(args.apply)

@@ -38,6 +38,8 @@ class JobRow:
     dag_id: str
     state: str
     runs: str
+    #: The environment uuids its steps use (``image:<ref>`` for an old step image).
+    environments: tuple[str, ...] = ()
 
 
 @dataclass
@@ -219,7 +221,10 @@ def _plan_job(out: ProjectPlan, project: OrchestProject, job: OrchestJob,
     out.files[rel] = job_file_text(mapped.document)
     out.variables.update(mapped.variables)
     out.job_files[job.uuid] = rel
-    out.jobs.append(JobRow(job.name, rel, dag_id, mapped.state, mapped.runs_text))
+    environments = sorted({s.environment or f"image:{s.image}" for s in
+                           pipeline.steps.values() if s.environment or s.image})
+    out.jobs.append(JobRow(job.name, rel, dag_id, mapped.state, mapped.runs_text,
+                           tuple(environments)))
     dag_ids[job.uuid] = (project.folder, dag_id)
 
 
