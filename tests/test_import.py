@@ -67,6 +67,8 @@ def test_import_from_the_database(setup, capsys):
     assert "cron, cancelled: paused" in out and "one-off at " in out
     assert "job 'Backfill 2023'" in err and "not imported: a finished one-off job" in err
     assert "dry run: nothing was written" in out
+    assert "http://127.0.0.1:9/..." in out and "/hooks/slack" not in out  # a URL's path is
+    # often its secret (Slack's, Discord's): never printed
     assert "has no image on this Docker engine (looked for orchest-env-" in err or \
         "environment images not checked" in err
 
@@ -239,3 +241,11 @@ def test_import_from_the_api_writes_what_the_database_gives(setup, capsys, tmp_p
     assert _files(tmp_path / "api") == {
         k: v for k, v in _files(tmp_path / "db").items()}, "the same files, byte for byte"
     assert os.listdir(tmp_path / "api") == os.listdir(tmp_path / "db")
+
+
+def test_an_unreachable_database_is_one_line(capsys, airflow_home, tmp_path):
+    rc, out, err = _import(capsys, "--db", "postgresql://postgres:pw@127.0.0.1:1/",
+                           "--projects-dir", str(tmp_path))
+    assert rc == 1 and out == ""
+    [line] = err.splitlines()
+    assert "cannot connect to database orchest_webserver" in line and "pw@" not in line

@@ -15,6 +15,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,7 +308,7 @@ class Importer:
                                self.manifest.connections.get(conn_id))
             work["connections"].append((spec, current, decision))
             self._row("-", f"Connection {conn_id}", decision.verb,
-                      f"{spec.host.split('?')[0]}; {len(spec.extra['subscriptions'])} "
+                      f"{_shown_url(spec.host)}; {len(spec.extra['subscriptions'])} "
                       "subscription(s)")
             if decision.verb == "kept":
                 self.kept.append(f"{decision.item}: {decision.why}")
@@ -397,6 +398,15 @@ class Importer:
         value = self.manifest.variable_text()
         if self.store.variable(MANIFEST_VARIABLE) != value:
             self.store.set_variable(MANIFEST_VARIABLE, value)
+
+
+def _shown_url(url: str) -> str:
+    """Scheme and host only: a webhook URL's path often is its secret (Slack, Discord)."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return f"{parts.scheme}://{host}/..." if parts.scheme else "(no URL)"
 
 
 class _quiet:
