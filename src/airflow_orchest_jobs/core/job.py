@@ -53,6 +53,8 @@ class JobSpec:
     #: Orchest's fail-fast: the first failed step stops the rest of its pipeline run.
     fail_fast: bool = True
     description: str = ""
+    #: The DAG is created paused (Airflow's is_paused_upon_creation; later pauses are Airflow's).
+    paused: bool = False
 
 
 def job_name(path: Path) -> str:
@@ -133,6 +135,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
         catchup=doc.get("catchup", False),
         fail_fast=doc.get("fail_fast", True),
         description=doc.get("description", ""),
+        paused=doc.get("paused", False),
     )
 
 
