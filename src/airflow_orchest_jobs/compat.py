@@ -101,6 +101,16 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("airflow.models.taskinstance", "TaskInstance", (), "web/data.py", _VIEWS_ORM),
     Upstream("airflow.models.serialized_dag", "SerializedDagModel", (), "web/data.py",
              _VIEWS_ORM),
+    # --- airflow-orchest-jobs import (writes the metadata database, as `airflow
+    # connections add` / `airflow variables set` do) ---------------------------------------
+    Upstream("airflow.models", "Variable", (), "orchest_import/airflow_store.py",
+             "the CLI import writes Airflow Variables (Fernet-encrypted) like `airflow "
+             "variables set`; the SDK's Variable writes only inside a task"),
+    Upstream("airflow.models", "Connection", (), "orchest_import/airflow_store.py",
+             "the import writes the webhook Connections like `airflow connections add`"),
+    Upstream("airflow.utils.session", "create_session", (), "orchest_import/airflow_store.py",
+             "the metadata-database session those writes go through (the Airflow CLI's "
+             "own)"),
     # --- airflow-orchest-jobs doctor ---------------------------------------------------
     Upstream("airflow.plugins_manager", "get_plugin_info", ("attrs_to_dump",),
              "cli/deployment_checks.py",

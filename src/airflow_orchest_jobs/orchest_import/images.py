@@ -7,21 +7,23 @@ environment says which, before anything runs and fails at its ``snapshot`` task.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ..core.importer.plan import ImportPlan
 from ..core.project import project_uuid
-from ..engine.images import DockerUnavailable, docker_client, environment_ref
+from ..core.settings import Settings
+from ..engine.clients import DockerUnavailable
+from ..engine.images import environment_ref
+from ..operators.dockerhook import engine_client
 
 
-def missing_image_notes(plan: ImportPlan, docker_url: str,
-                        environment_images: Mapping[str, str]) -> list[str]:
+def missing_image_notes(plan: ImportPlan, settings: Settings) -> list[str]:
+    """The engine is reached as the tasks reach it (the Docker Connection, TLS files)."""
+    environment_images = settings.environment_images
     wanted = [(project, job, env) for project in plan.projects for job in project.jobs
               for env in job.environments]
     if not wanted:
         return []
     try:
-        client = docker_client(docker_url)
+        client = engine_client(settings)
     except DockerUnavailable as exc:
         return [f"environment images not checked: {exc}"]
     import docker.errors

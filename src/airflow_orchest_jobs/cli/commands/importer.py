@@ -125,5 +125,5 @@ def _run(args: argparse.Namespace) -> int:
         Sources(project_dir, snapshot_dir if args.from_job_snapshots else None, existing_dir),
         datetime.now(timezone.utc), projects=args.projects, jobs=args.jobs,
         known_files=manifest.jobs)
-    plan.notes += missing_image_notes(plan, settings.docker_url, settings.environment_images)
+    plan.notes += missing_image_notes(plan, settings)
     return Importer(plan, projects_dir, store).run(args.apply)
