@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "airflow_orchest_jobs.commands.snapshot",  # snapshot create/checkout/list/delete/gc
     "airflow_orchest_jobs.commands.environments",  # environments build/list
     "airflow_orchest_jobs.commands.jobs",  # jobs show/clean
+    "airflow_orchest_jobs.commands.webhooks",  # webhooks list/test
 )
 
 

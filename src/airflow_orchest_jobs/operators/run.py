@@ -106,6 +106,9 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
         raise user_error(exc) from None
     if made:
         log.info("Checked out snapshot %s into %s", run.job.snapshot_id, run.project_dir)
+        from ..webhooks.emit import pipeline_run_started
+
+        pipeline_run_started(settings.store_dir, run, dag_run)  # webhooks: the outbox only
 
 
 def start_services(settings: Settings, job: JobDefinition, run: RunDescription) -> None:
