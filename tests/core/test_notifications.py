@@ -21,8 +21,8 @@ from airflow_orchest_jobs.core.notifications.events import (
     JobFacts,
     PipelineRunFacts,
     job_event,
-    pipeline_run_event,
     ping_event,
+    pipeline_run_event,
 )
 from airflow_orchest_jobs.core.notifications.notices import (
     JobRunNotices,
@@ -77,7 +77,7 @@ def validate_event(event: dict) -> None:
         assert extra == set(), extra
     if pipeline_run is not None:
         optional = set(pipeline_run) - PIPELINE_RUN
-        assert PIPELINE_RUN <= set(pipeline_run)
+        assert set(pipeline_run) >= PIPELINE_RUN
         assert pipeline_run["status"] in RUN_STATUSES
         assert optional <= {"number_in_run", "failed_steps"}
         assert ("number_in_run" in optional) == (kind == "cron-job")
@@ -120,7 +120,8 @@ def test_one_off_events_have_orchests_layers():
         "pipeline_parameters": {"parameters": {"city": "Oslo"}},
         "s1": {"step": {"uuid": "s1", "title": "fetch"}, "parameters": {"n": 2}}}
     assert pipeline_run["number"] == 1 and pipeline_run["status"] == "FAILURE"
-    assert pipeline_run["url_path"] == "/orchest-jobs/ui/dags/orchest_job__weather__n/runs/manual__1"
+    assert pipeline_run["url_path"] == \
+        "/orchest-jobs/ui/dags/orchest_job__weather__n/runs/manual__1"
     ok = pipeline_run_event(facts(), RUN0, "succeeded")
     assert "failed_steps" not in ok["project"]["job"]["pipeline_run"]
 
