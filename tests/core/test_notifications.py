@@ -421,3 +421,25 @@ def test_pending_deliveries_survive_a_restart_of_the_delivering_process(tmp_path
         assert len(set(last.values())) == 3  # one event per delivery id
     finally:
         receiver.close()
+
+
+def test_pause_changes_are_seen_once_each():
+    from airflow_orchest_jobs.core.notifications.events import cron_job_event
+    from airflow_orchest_jobs.core.notifications.pauses import changes
+
+    record, found = changes({}, {"a": False})
+    assert found == []  # first seen: recorded only
+    record, found = changes(record, {"a": True, "b": True})
+    assert found == [("a", True, 1)]
+    record, found = changes(record, {"a": True, "b": True})
+    assert found == []
+    record, found = changes(record, {"a": False, "b": True})
+    assert found == [("a", False, 2)]
+    event = cron_job_event(project="p", project_uuid="u", dag_id="a", job_name="j",
+                           pipeline_name="P", total_runs=3, paused=True, serial=1)
+    validate_event(event)
+    assert event["type"] == "project:cron-job:paused"
+    assert event["project"]["job"]["status"] == "PAUSED"
+    assert event["uuid"] != cron_job_event(project="p", project_uuid="u", dag_id="a",
+                                           job_name="j", pipeline_name="P", total_runs=3,
+                                           paused=True, serial=3)["uuid"]

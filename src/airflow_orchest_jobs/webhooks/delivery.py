@@ -100,12 +100,19 @@ def deliver_due(store_dir: Path, resolve: Callable[[str], Webhook], now: float |
 
 
 def drain_forever(store_dir: Callable[[], Path], resolve: Callable[[str], Webhook],
-                  stop: threading.Event, interval: float = POLL_INTERVAL) -> None:
-    """Deliver what is due every ``interval`` seconds until ``stop`` is set."""
+                  stop: threading.Event, interval: float = POLL_INTERVAL,
+                  before: Callable[[Path], object] | None = None) -> None:
+    """Deliver what is due every ``interval`` seconds until ``stop`` is set; ``before``
+    runs first in each round (the pause check)."""
     last_prune = 0.0
     while not stop.is_set():
         try:
             root = store_dir()
+            if before is not None:
+                try:
+                    before(root)
+                except Exception:
+                    log.exception("Webhook notifications: the pause check failed")
             deliver_due(root, resolve)
             if time.time() - last_prune > 3600:
                 Outbox(root).prune()

@@ -172,7 +172,8 @@ def job_run_ended(context: Mapping[str, Any], job: JobDefinition) -> None:
         return
     notices, (facts, subscribers) = found
     # The DAG run already marked failed when its last task starts: the user cancelled it.
-    cancelled = str(getattr(dag_run, "state", "")) in ("failed", "DagRunState.FAILED")
+    state = getattr(dag_run, "state", None)
+    cancelled = str(getattr(state, "value", state)) == "failed"
     states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]
                                 ).get(dag_run.run_id, {})
     outcomes = run_outcomes(states, max_map_length())

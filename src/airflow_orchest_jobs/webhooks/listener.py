@@ -1,7 +1,8 @@
 """The delivery loop's host: Airflow's scheduler (and triggerer), through a listener.
 
 Airflow calls ``on_starting`` in every component; in a scheduler or triggerer this starts
-one daemon thread that delivers the outbox (``delivery.drain_forever``). Task processes,
+one daemon thread that delivers the outbox (``delivery.drain_forever``); the scheduler's
+also notices cron jobs paused or unpaused (``pauses``). Task processes,
 the DAG processor and the API server are left alone. The outbox is files in the shared
 store, so a restarted scheduler (or another one) picks up whatever was pending.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from airflow.listeners import hookimpl
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 HOSTS = ("SchedulerJob", "TriggererJob")
 #: A component's runner sets its job type right after ``on_starting``: wait this long.
 JOB_TYPE_WAIT = 60.0
+#: Seconds between two looks at the cron jobs' pause state (scheduler only).
+PAUSE_INTERVAL = 5.0
 
 
 class DeliveryListener:
@@ -56,9 +60,19 @@ class DeliveryListener:
         from ..config import load_settings
         from .config import webhook_on_server
         from .delivery import drain_forever
+        from .pauses import check_pauses
 
         log.info("Orchest webhooks: delivering the outbox from the %s", component.job_type)
-        drain_forever(lambda: load_settings().store_dir, webhook_on_server, self._stop)
+        last = [0.0]
+
+        def pauses(store_dir: Any) -> None:
+            if component.job_type == "SchedulerJob" and time.monotonic() - last[0] >= \
+                    PAUSE_INTERVAL:
+                last[0] = time.monotonic()
+                check_pauses(store_dir, load_settings().webhooks)
+
+        drain_forever(lambda: load_settings().store_dir, webhook_on_server, self._stop,
+                      before=pauses)
 
 
 listener = DeliveryListener()
