@@ -120,18 +120,19 @@ def test_a_job_run_notifies_as_orchest_did(deployment: Deployment) -> None:
         deployment.wait_for_dag(cron_id)
         deployment.wait("the scheduler to see the cron job", lambda: cron_id in PauseRecord(
             deployment.store_dir).load(), timeout=60)
-        for paused in (True, False):
-            deployment.api("PATCH", f"/dags/{cron_id}", json={"is_paused": paused}
-                           ).raise_for_status()
         kind = "project:cron-job:{}paused"
 
-        def pause_events() -> list[dict]:
+        def pause_events(count: int) -> list[dict]:
             found = [json.loads(b)["event"] for h, b in receiver.requests
                      if h["X-Orchest-Event"].startswith("project:cron-job:")]
-            return found if len(found) >= 2 else []
+            return found if len(found) >= count else []
 
-        paused_event, unpaused_event = deployment.wait("the pause events", pause_events,
-                                                       timeout=60)
+        for count, paused in ((1, True), (2, False)):
+            deployment.api("PATCH", f"/dags/{cron_id}", json={"is_paused": paused}
+                           ).raise_for_status()
+            found = deployment.wait("the pause event",
+                                    lambda n=count: pause_events(n), 60)
+        paused_event, unpaused_event = found
         assert [paused_event["type"], unpaused_event["type"]] == [kind.format(""),
                                                                   kind.format("un")]
         validate_event(paused_event)
