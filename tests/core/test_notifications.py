@@ -230,10 +230,16 @@ def test_connection_fields_are_checked_one_message_each():
                             "project": "weather", "job": "orchest_job__weather__n"}]}))
     assert good.url == "https://example.com/h?a=1" and good.content_type == FORM
     assert good.domain == "https://example.com" and not good.verify_ssl
+    # Orchest's other event types (an imported webhook has them) are kept, never sent.
+    other = webhook_from_connection("c", "http://x", "", '{"subscriptions": '
+                                    '[{"event_type": "project:environment:image-build:failed"}]}')
+    assert other.subscriptions[0].event_type == "project:environment:image-build:failed"
     bad = [("ftp://x", "{}", "host"),
            ("http://x", "{nope", "extra"),
            ("http://x", '{"content_type": "text/plain"}', "extra.content_type"),
            ("http://x", '{"subscriptions": [{"event_type": "project:*"}]}',
+            "extra.subscriptions[0].event_type"),
+           ("http://x", '{"subscriptions": [{"event_type": 3}]}',
             "extra.subscriptions[0].event_type"),
            ("http://x", '{"subscriptions": [{"event_type": "project:one-off-job:failed", '
             '"job": "j"}]}', "extra.subscriptions[0].project")]

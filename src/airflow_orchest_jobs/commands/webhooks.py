@@ -12,6 +12,7 @@ import time
 from collections import Counter
 
 from ..core.errors import OrchestError
+from ..core.notifications.events import SENT_EVENTS
 
 
 def register(subparsers) -> None:
@@ -51,7 +52,8 @@ def run_list(args: argparse.Namespace) -> int:
         for sub in hook.subscriptions:
             scope = ("global" if sub.project is None else f"project {sub.project}"
                      + (f", job {sub.job}" if sub.job else ""))
-            print(f"    {sub.event_type} ({scope})")
+            never = "" if sub.event_type in SENT_EVENTS else "; never sent by this plugin"
+            print(f"    {sub.event_type} ({scope}{never})")
     now = time.time()
     if pending:
         print(f"Pending deliveries ({len(pending)}):")

@@ -37,18 +37,6 @@ PING = "ping"
 SENT_EVENTS = (*ONE_OFF_EVENTS, *ONE_OFF_RUN_EVENTS, *CRON_RUN_EVENTS,
                *CRON_RUN_PIPELINE_RUN_EVENTS, *CRON_JOB_EVENTS)
 
-#: Every job event type Orchest had (subscriptions to the others are accepted, never sent).
-ORCHEST_JOB_EVENTS = frozenset(
-    [f"project:one-off-job:{e}" for e in
-     ("created", "started", "updated", "cancelled", "deleted", "failed", "succeeded")]
-    + [f"project:one-off-job:pipeline-run:{e}" for e in
-       ("created", "started", "succeeded", "failed", "cancelled", "deleted")]
-    + [f"project:cron-job:{e}" for e in
-       ("created", "started", "updated", "cancelled", "deleted", "paused", "unpaused")]
-    + [f"project:cron-job:run:{e}" for e in ("started", "failed", "succeeded")]
-    + [f"project:cron-job:run:pipeline-run:{e}" for e in
-       ("created", "started", "succeeded", "failed", "cancelled", "deleted")])
-
 #: Orchest's pipeline-run statuses, by the run outcome names the plugin uses.
 RUN_STATUS = {"started": "STARTED", "succeeded": "SUCCESS", "failed": "FAILURE",
               "cancelled": "ABORTED"}
