@@ -16,6 +16,11 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from ..config import load_settings
+from .config import webhook_on_server
+from .delivery import drain_forever
+from .pauses import check_pauses
+
 log = logging.getLogger(__name__)
 
 #: Components whose process runs the delivery loop.
@@ -57,11 +62,6 @@ class DeliveryListener:
             waited += 0.2
         if component.job_type not in HOSTS:
             return
-        from ..config import load_settings
-        from .config import webhook_on_server
-        from .delivery import drain_forever
-        from .pauses import check_pauses
-
         log.info("Orchest webhooks: delivering the outbox from the %s", component.job_type)
         last = [0.0]
 

@@ -18,6 +18,7 @@ from ..core.notifications.outbox import Delivery, Outbox
 from ..core.notifications.pauses import PauseRecord, changes
 from ..core.notifications.webhook import delivery_id
 from ..core.project import project_uuid
+from .config import in_force_on_server
 
 JOB_PREFIX = "orchest_job__"
 CRON_TIMETABLE = "OrchestCronTimetable"
@@ -38,25 +39,39 @@ def _facts(session: Any, dag_id: str) -> dict[str, Any]:
     from airflow.models.dag import DagModel, DagTag
     from sqlalchemy import select
 
-    from ..views.data import view_info
-
     model = session.get(DagModel, dag_id)
     display = str(getattr(model, "dag_display_name", "") or dag_id)
     pipeline, _, job = display.rpartition(" · job ")
     tags = session.scalars(select(DagTag.name).where(DagTag.dag_id == dag_id))
     project = next((t[len("project:"):] for t in tags if t.startswith("project:")), "")
-    info = view_info(session, [dag_id]).get(dag_id, {})
+    info = _annotation(session, dag_id)
     return {"project": project or str(info.get("project", "")),
             "project_uuid": project_uuid(project) if project else "",
             "job_name": job or dag_id, "pipeline_name": pipeline or display,
             "total_runs": int(info.get("grid_size") or 0)}
 
 
+def _annotation(session: Any, dag_id: str) -> dict[str, Any]:
+    """The ``x-orchest`` facts the factory puts on the DAG's ``parameters`` param."""
+    from airflow.models.serialized_dag import SerializedDagModel
+
+    found = SerializedDagModel.get_latest_serialized_dags(dag_ids=[dag_id], session=session)
+    for serialized in found:
+        params = ((serialized.data or {}).get("dag") or {}).get("params") or []
+        for name, param in params if isinstance(params, list) else []:
+            if name != "parameters" or not isinstance(param, dict):
+                continue
+            schema = param.get("schema") or {}
+            schema = schema.get("__var", schema) if isinstance(schema, dict) else {}
+            info = schema.get("x-orchest") if isinstance(schema, dict) else None
+            if isinstance(info, dict):
+                return dict(info.get("__var", info))
+    return {}
+
+
 def check_pauses(store_dir: Path, setting: tuple[str, ...]) -> int:
     """Record pause changes of cron jobs; the deliveries written."""
     from airflow.utils.session import create_session
-
-    from .config import in_force_on_server
 
     record = PauseRecord(store_dir)
     with create_session() as session:
