@@ -266,8 +266,15 @@ def test_outbox_writes_each_delivery_once(tmp_path):
     assert [x.delivery_id for x in outbox.due(now=2)] == ["d-1"] and not outbox.due(now=0)
     with outbox.claimed("d-1") as mine, outbox.claimed("d-1") as theirs:
         assert mine == d and theirs is None
+    assert outbox.all()[0].attempts == 0  # parsed once, then cached by mtime and size
     outbox.reschedule(d, "HTTP 500", now=10)
     assert outbox.get("d-1").attempts == 1 and outbox.get("d-1").scheduled_at == 12
+    assert outbox.all()[0].attempts == 1  # the cache sees the rewrite
+    batch = Delivery("d-2", "e", "t", "c", {"type": "t"}, created_at=1, scheduled_at=1)
+    assert outbox.add(batch, sync=False) and outbox._unsynced
+    outbox.sync()
+    assert not outbox._unsynced and outbox.get("d-2") == batch
+    outbox.mark_delivered("d-2")
     outbox.mark_delivered("d-1")
     assert outbox.all() == [] and not outbox.add(d)  # a late duplicate adds nothing
 

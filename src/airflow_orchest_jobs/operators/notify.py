@@ -189,7 +189,9 @@ def job_run_ended(context: Mapping[str, Any], job: JobDefinition) -> None:
         any_failed = any_failed or outcome == "failed"
         failed_steps = [task_steps[t] for t in failed_tasks if t in task_steps]
         emit_run_event(notices, facts, subscribers,
-                       _run(RunDescription(job=job_run, key=key), failed_steps), outcome)
+                       _run(RunDescription(job=job_run, key=key), failed_steps), outcome,
+                       sync=False)  # one sync for the batch, below
+    notices.outbox.sync()
     if facts.kind == CRON:
         if not any_failed and not cancelled \
                 and not notices.emitted(job_event_id(facts, "failed")):

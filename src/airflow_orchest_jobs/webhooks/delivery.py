@@ -60,10 +60,11 @@ class Round:
     failed: int = 0
 
 
-def deliver_due(store_dir: Path, resolve: Callable[[str], Webhook], now: float | None = None
-                ) -> Round:
+def deliver_due(store_dir: Path | Outbox, resolve: Callable[[str], Webhook],
+                now: float | None = None) -> Round:
     """One pass over the outbox: try every due delivery once."""
-    outbox, result = Outbox(store_dir), Round()
+    outbox = store_dir if isinstance(store_dir, Outbox) else Outbox(store_dir)
+    result = Round()
     hooks: dict[str, Webhook | str] = {}
     slow: set[str] = set()
     for pending in outbox.due(now):
@@ -105,6 +106,7 @@ def drain_forever(store_dir: Callable[[], Path], resolve: Callable[[str], Webhoo
     """Deliver what is due every ``interval`` seconds until ``stop`` is set; ``before``
     runs first in each round (the pause check)."""
     last_prune = 0.0
+    outboxes: dict[Path, Outbox] = {}  # kept: each pending file is parsed once
     while not stop.is_set():
         try:
             root = store_dir()
@@ -113,7 +115,7 @@ def drain_forever(store_dir: Callable[[], Path], resolve: Callable[[str], Webhoo
                     before(root)
                 except Exception:
                     log.exception("Webhook notifications: the pause check failed")
-            deliver_due(root, resolve)
+            deliver_due(outboxes.setdefault(root, Outbox(root)), resolve)
             if time.time() - last_prune > 3600:
                 Outbox(root).prune()
                 last_prune = time.time()

@@ -56,6 +56,7 @@ class JobRunNotices:
         self.store_dir = Path(store_dir)
         self.jobs_root = self.store_dir / "notifications" / "job-runs"
         self.root = self.jobs_root / safe_name(dag_id) / safe_name(run_id)
+        self.outbox = Outbox(self.store_dir)
 
     def save(self, facts: JobFacts, subscribers: Sequence[Subscriber]) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -108,7 +109,7 @@ class JobRunNotices:
         self.killed_marker(position).touch()
 
     def emit(self, facts: JobFacts, subscribers: Iterable[Subscriber],
-             event: Mapping[str, Any]) -> list[str]:
+             event: Mapping[str, Any], *, sync: bool = True) -> list[str]:
         """Write the event's deliveries (once per event and webhook); their ids.
 
         The deliveries go first, the emitted marker after: a crash in between emits
@@ -117,14 +118,15 @@ class JobRunNotices:
         event_id, event_type = str(event["uuid"]), str(event["type"])
         if self.emitted(event_id):
             return []
-        outbox, now, added = Outbox(self.store_dir), time.time(), []
+        outbox, now, added = self.outbox, time.time(), []
         for sub in subscribers:
             if not sub.wants(event_type, facts.project, facts.dag_id):
                 continue
             did = delivery_id(event_id, sub.conn_id)
             if outbox.add(Delivery(delivery_id=did, event_id=event_id,
                                    event_type=event_type, conn_id=sub.conn_id,
-                                   event=event, created_at=now, scheduled_at=now)):
+                                   event=event, created_at=now, scheduled_at=now),
+                          sync=sync):
                 added.append(did)
         self.mark(event_id)
         return added
@@ -150,7 +152,7 @@ def batch_status(notices: JobRunNotices, facts: JobFacts) -> str:
 
 
 def emit_run_event(notices: JobRunNotices, facts: JobFacts, subscribers: list[Subscriber],
-                   run: PipelineRunFacts, outcome: str) -> list[str]:
+                   run: PipelineRunFacts, outcome: str, *, sync: bool = True) -> list[str]:
     """A pipeline run's event; for a failed run of a cron job, then the batch's
     ``run:failed`` (once: at its first failed pipeline run, as Orchest)."""
     added = []
@@ -159,13 +161,13 @@ def emit_run_event(notices: JobRunNotices, facts: JobFacts, subscribers: list[Su
         # Orchest registered the pipeline-run event, then run:failed in the same
         # transaction; its payloads were built after both, so the run shows FAILURE.
         added += notices.emit(facts, subscribers, pipeline_run_event(
-            facts, run, outcome, batch_status="FAILURE"))
-        added += notices.emit(facts, subscribers, job_event(facts, "failed"))
+            facts, run, outcome, batch_status="FAILURE"), sync=sync)
+        added += notices.emit(facts, subscribers, job_event(facts, "failed"), sync=sync)
         return added
     if notices.emitted(run_event_id(facts, run.position, outcome)):
         return []
     return notices.emit(facts, subscribers, pipeline_run_event(
-        facts, run, outcome, batch_status=batch_status(notices, facts)))
+        facts, run, outcome, batch_status=batch_status(notices, facts)), sync=sync)
 
 
 def run_outcomes(states: Mapping[str, Any], max_map_length: int

@@ -87,6 +87,11 @@ class Outbox:
         self.pending = self.root / "outbox"
         self.delivered = self.root / "delivered"
         self.locks = self.root / "locks"
+        #: Parsed pending files by name, with the (mtime, size) they were read at: a loop
+        #: that keeps this object reads each file once until it changes.
+        self._parsed: dict[str, tuple[tuple[int, int], Delivery]] = {}
+        #: Added without ``sync``: flushed by :meth:`sync`.
+        self._unsynced: list[Path] = []
 
     def _ensure(self) -> None:
         for folder in (self.pending, self.delivered, self.locks):
@@ -95,8 +100,12 @@ class Outbox:
     def _path(self, delivery_id: str) -> Path:
         return self.pending / f"{delivery_id}.json"
 
-    def add(self, delivery: Delivery) -> bool:
-        """Write the delivery once; False when it is already pending or delivered."""
+    def add(self, delivery: Delivery, *, sync: bool = True) -> bool:
+        """Write the delivery once; False when it is already pending or delivered.
+
+        ``sync`` fsyncs the file and the folder (a batch may pass False and call
+        :meth:`sync` once at its end).
+        """
         self._ensure()
         if (self.delivered / delivery.delivery_id).exists():
             return False
@@ -107,8 +116,9 @@ class Outbox:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(delivery.to_bytes())
-                handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             try:
                 os.link(tmp, final)  # atomic, and refuses to replace: written once
             except FileExistsError:
@@ -120,8 +130,24 @@ class Outbox:
             with contextlib.suppress(FileNotFoundError):
                 final.unlink()
             return False
-        _fsync_dir(self.pending)
+        if sync:
+            _fsync_dir(self.pending)
+        else:
+            self._unsynced.append(final)
         return True
+
+    def sync(self) -> None:
+        """Flush a batch of unsynced adds to disk: each file, then the folder once."""
+        for path in self._unsynced:
+            with contextlib.suppress(FileNotFoundError):
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        if self._unsynced:
+            _fsync_dir(self.pending)
+        self._unsynced.clear()
 
     def get(self, delivery_id: str) -> Delivery | None:
         try:
@@ -132,17 +158,28 @@ class Outbox:
     def all(self) -> list[Delivery]:
         """Every pending delivery (unreadable files skipped), oldest schedule first."""
         found = []
+        seen = set()
         try:
-            names = os.listdir(self.pending)
+            entries = list(os.scandir(self.pending))
         except FileNotFoundError:
             return []
-        for name in names:
+        for entry in entries:
+            name = entry.name
             if name.startswith(".") or not name.endswith(".json"):
                 continue
             try:
-                found.append(Delivery.from_bytes((self.pending / name).read_bytes()))
+                stat = entry.stat()
+                key = (stat.st_mtime_ns, stat.st_size)
+                cached = self._parsed.get(name)
+                if cached is None or cached[0] != key:
+                    cached = (key, Delivery.from_bytes((self.pending / name).read_bytes()))
+                    self._parsed[name] = cached
             except (OSError, ValueError, TypeError):
                 continue
+            seen.add(name)
+            found.append(cached[1])
+        for gone in set(self._parsed) - seen:
+            del self._parsed[gone]
         return sorted(found, key=lambda d: (d.scheduled_at, d.created_at))
 
     def due(self, now: float | None = None) -> list[Delivery]:
