@@ -60,12 +60,23 @@ class Round:
     failed: int = 0
 
 
+#: Seconds a webhook read from its connection is reused by the loop (fewer metastore reads).
+WEBHOOK_TTL = 30.0
+
+
 def deliver_due(store_dir: Path | Outbox, resolve: Callable[[str], Webhook],
-                now: float | None = None) -> Round:
-    """One pass over the outbox: try every due delivery once."""
+                now: float | None = None,
+                cache: dict[str, tuple[float, Webhook | str]] | None = None) -> Round:
+    """One pass over the outbox: try every due delivery once.
+
+    ``cache`` (kept by the loop) reuses each webhook's connection for WEBHOOK_TTL s.
+    """
     outbox = store_dir if isinstance(store_dir, Outbox) else Outbox(store_dir)
     result = Round()
-    hooks: dict[str, Webhook | str] = {}
+    cached = cache if cache is not None else {}
+    moment = time.monotonic()
+    hooks: dict[str, Webhook | str] = {k: v for k, (t, v) in cached.items()
+                                       if moment - t < WEBHOOK_TTL}
     slow: set[str] = set()
     for pending in outbox.due(now):
         if pending.conn_id in slow:
@@ -78,6 +89,7 @@ def deliver_due(store_dir: Path | Outbox, resolve: Callable[[str], Webhook],
                     hooks[delivery.conn_id] = resolve(delivery.conn_id)
                 except Exception as exc:
                     hooks[delivery.conn_id] = f"the webhook cannot be read: {exc}"
+                cached[delivery.conn_id] = (moment, hooks[delivery.conn_id])
             hook = hooks[delivery.conn_id]
             if isinstance(hook, str):
                 outbox.reschedule(delivery, f"connection {delivery.conn_id!r}: {hook}")
@@ -107,6 +119,7 @@ def drain_forever(store_dir: Callable[[], Path], resolve: Callable[[str], Webhoo
     runs first in each round (the pause check)."""
     last_prune = 0.0
     outboxes: dict[Path, Outbox] = {}  # kept: each pending file is parsed once
+    webhooks: dict[str, tuple[float, Webhook | str]] = {}
     while not stop.is_set():
         try:
             root = store_dir()
@@ -115,7 +128,7 @@ def drain_forever(store_dir: Callable[[], Path], resolve: Callable[[str], Webhoo
                     before(root)
                 except Exception:
                     log.exception("Webhook notifications: the pause check failed")
-            deliver_due(outboxes.setdefault(root, Outbox(root)), resolve)
+            deliver_due(outboxes.setdefault(root, Outbox(root)), resolve, cache=webhooks)
             if time.time() - last_prune > 3600:
                 Outbox(root).prune()
                 last_prune = time.time()

@@ -28,7 +28,7 @@ HOSTS = ("SchedulerJob", "TriggererJob")
 #: A component's runner sets its job type right after ``on_starting``: wait this long.
 JOB_TYPE_WAIT = 60.0
 #: Seconds between two looks at the cron jobs' pause state (scheduler only).
-PAUSE_INTERVAL = 5.0
+PAUSE_INTERVAL = 10.0
 
 
 class DeliveryListener:
