@@ -54,9 +54,6 @@ from ..engine.registry import missing_image_message
 from .context import name_map_index
 from .errors import user_error
 from .links import NotebookHtmlLink
-from .notify import step_failed, step_killed
-from .run import check_out
-from .steplog import step_log
 from .variables import run_variables
 
 if TYPE_CHECKING:
@@ -173,6 +170,8 @@ class OrchestStepOperator(DockerOperator):
                 self._remove_container(stop=False)
 
     def _check_out(self, run: RunDescription, context: Context) -> None:
+        from .run import check_out
+
         check_out(load_settings(), run, step_owner(self.step_user, os.geteuid(), os.getegid()),
                   context["dag_run"], context["ti"], peers=self.checkout_peers or [])
 
@@ -242,6 +241,8 @@ class OrchestStepOperator(DockerOperator):
         ti = context["ti"]
         if self._killed or int(getattr(ti, "try_number", 1) or 1) <= int(self.retries or 0):
             return
+        from .notify import step_failed
+
         step_failed(load_settings().store_dir, _describe(self.run, self.job_run),
                     self.step.uuid, context["dag_run"])
 
@@ -272,12 +273,13 @@ class OrchestStepOperator(DockerOperator):
         """Webhooks: this run was stopped by a cancel, whatever its tasks end as."""
         dag_run = getattr(self, "_dag_run", None)
         if dag_run is not None:
+            from .notify import step_killed
+
             step_killed(load_settings().store_dir, _describe(self.run, self.job_run), dag_run)
 
     def _configure(self, run: RunDescription) -> None:
         """The run contract as DockerOperator settings."""
         from docker.types import Mount
-
 
         self._limits = load_settings()
         image = run.images.get(self.image_key)
@@ -384,6 +386,8 @@ class OrchestStepOperator(DockerOperator):
                 text = line.decode(errors="replace").rstrip("\r\n")
                 self.log.info("%s", text)
                 tail.append(text)
+
+        from .steplog import step_log
 
         uid, gid = (int(part) for part in self.user.split(":"))
         with step_log(self._project_dir, self._log_relative, self._secret_values,

@@ -20,21 +20,10 @@ from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
 from ..core.layout import StoreLayout
 from ..core.plan import plan_runs
-from ..core.retention import mark_finished
 from ..core.rundesc import JobRun, describe
 from ..core.settings import step_owner
-from ..engine.retire import retire
 from .context import MAP_INDEX_TEMPLATE, name_map_index
 from .errors import user_error
-from .notify import job_run_ended, job_run_started
-from .run import (
-    admit_or_wait,
-    check_out,
-    end_job_run,
-    end_run,
-    remove_job_run_containers,
-    start_services,
-)
 
 #: The snapshot operator's task id: the plan reads the job run it returns.
 SNAPSHOT_TASK_ID = "snapshot"
@@ -65,6 +54,8 @@ class PlanOperator(BaseOperator):
                              lanes=self.lanes, max_map_length=max_map_length())
         except OrchestError as exc:
             raise user_error(exc) from None
+        from .notify import job_run_started
+
         job_run_started(context, self.job, keys)  # webhooks: writes the outbox only
         return keys
 
@@ -86,6 +77,7 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
     def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
 
+        from .run import admit_or_wait, check_out, start_services
 
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
@@ -108,6 +100,7 @@ def cleanup_task(run, job_run):
     def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
         from airflow.sdk import get_current_context
 
+        from .run import end_run
 
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
@@ -170,6 +163,10 @@ class FinalizeOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
+        from ..core.retention import mark_finished
+        from ..engine.retire import retire
+        from .run import end_job_run, remove_job_run_containers
+
         settings, job, run_id = load_settings(), self.job, context["dag_run"].run_id
         root = StoreLayout(settings.store_dir).job_run(job.dag_id, run_id)
         try:
@@ -190,6 +187,8 @@ class FinalizeOperator(BaseOperator):
                              settings.docker_url).as_dict()
         except OSError as exc:
             raise AirflowFailException(store_failure(settings.store_dir, exc)) from None
+        from .notify import job_run_ended
+
         job_run_ended(context, job)  # webhooks: writes the outbox only
         if verdict:
             raise AirflowFailException(verdict)
