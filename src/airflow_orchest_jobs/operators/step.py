@@ -15,7 +15,6 @@ copy itself (``checkout_peers``), once, under a lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -44,6 +43,7 @@ from ..core.contract import (
     step_working_dir,
 )
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
+from ..core.flock import locked
 from ..core.labels import LABEL_JOB, LABEL_PIPELINE, LABEL_PROJECT, LABEL_RUN, LABEL_STEP
 from ..core.rundesc import RunDescription, describe
 from ..core.services import holder_name
@@ -470,22 +470,13 @@ def _step_slot(run_dir: str | None, limit: int | None, log: Any) -> Iterator[Non
         yield
         return
     folder = Path(run_dir) / "step-slots"
-    folder.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:
         for slot in range(limit):
-            handle = open(folder / f"{slot}.lock", "w")  # noqa: SIM115 - held while running
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            return
+            with locked(folder / f"{slot}.lock", blocking=False) as held:
+                if held:
+                    yield
+                    return
         if not waited:
             log.info("Waiting: %d step(s) of this run already running "
                      "(max_steps_parallelism)", limit)
