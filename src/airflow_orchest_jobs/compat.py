@@ -27,6 +27,7 @@ PUBLIC_AIRFLOW = (
     "airflow.sdk",
     "airflow.configuration",  # ``conf``: the documented way to read [orchest_jobs]
     "airflow.plugins_manager:AirflowPlugin",  # (module:name: that name only)
+    "airflow.listeners",  # ``hookimpl``: the documented listener plugin interface
     "airflow.timetables.base",  # the custom timetable interface
     "airflow.timetables.trigger",  # CronTriggerTimetable, subclassed by timetable.py
     "airflow.providers.docker",
@@ -111,6 +112,17 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("airflow.utils.session", "create_session", (), "orchest_import/airflow_store.py",
              "the metadata-database session those writes go through (the Airflow CLI's "
              "own)"),
+    # --- webhooks read in the scheduler (no task context there) --------------------------
+    Upstream("airflow.models.connection", "Connection.get_connection_from_secrets",
+             ("cls", "conn_id"), "webhooks/config.py",
+             "the scheduler's delivery loop reads the webhook Connections outside a task, "
+             "where the SDK's Connection.get has no supervisor to ask (secrets backends apply)"),
+    Upstream("airflow.models.variable", "Variable.get", ("cls", "key"), "webhooks/config.py",
+             "the same for the orchest_jobs_webhooks Variable"),
+    Upstream("airflow.models.connection", "Connection", (), "webhooks/config.py",
+             "see Connection.get_connection_from_secrets"),
+    Upstream("airflow.models.variable", "Variable", (), "webhooks/config.py",
+             "see Variable.get"),
     # --- airflow-orchest-jobs doctor ---------------------------------------------------
     Upstream("airflow.plugins_manager", "get_plugin_info", ("attrs_to_dump",),
              "cli/deployment_checks.py",

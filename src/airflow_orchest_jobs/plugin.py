@@ -1,4 +1,5 @@
-"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable."""
+"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable,
+the webhook delivery loop."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from airflow.plugins_manager import AirflowPlugin
 from .core.urls import URL_PREFIX
 from .dag.timetable import MovedOrchestCronTimetable, OrchestCronTimetable
 from .operators.links import NotebookHtmlLink
+from .webhooks.listener import listener as webhook_delivery
 
 
 class _LazyApp:
@@ -42,3 +44,5 @@ class OrchestJobsPlugin(AirflowPlugin):
     ]
     # The scheduler deserializes a custom timetable only when a plugin registers it.
     timetables = [OrchestCronTimetable, MovedOrchestCronTimetable]
+    # Webhooks: the scheduler (and triggerer) deliver the outbox (webhooks/listener.py).
+    listeners = [webhook_delivery]

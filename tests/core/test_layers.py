@@ -52,6 +52,8 @@ LAZY = {
                                           "are built while parsing)",
     "airflow_orchest_jobs.operators.steplog": "run time only (inside the step operator)",
     "airflow_orchest_jobs.engine.retire": "run time only (finalize)",
+    "airflow_orchest_jobs.operators.notify": "run time only (webhook event points of plan, "
+                                             "a run's first task, a failing step, finalize)",
     "airflow_orchest_jobs.core.retention": "run time only (finalize)",
     "airflow_orchest_jobs.engine.registry": "pushes to [orchest_jobs] registry only",
     "airflow_orchest_jobs.engine.orchest_layer": "`environments build --base` only",

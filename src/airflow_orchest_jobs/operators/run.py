@@ -29,6 +29,7 @@ from ..engine.images import image_key
 from ..engine.services import ServiceStartError, start_run_services, stop_run_services
 from .dockerhook import engine_api, engine_client, remote_connector
 from .errors import user_error
+from .notify import pipeline_run_started
 from .variables import run_variables
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
         raise user_error(exc) from None
     if made:
         log.info("Checked out snapshot %s into %s", run.job.snapshot_id, run.project_dir)
+        pipeline_run_started(settings.store_dir, run, dag_run)  # webhooks: the outbox only
 
 
 def start_services(settings: Settings, job: JobDefinition, run: RunDescription) -> None:

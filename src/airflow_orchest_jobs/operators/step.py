@@ -157,6 +157,7 @@ class OrchestStepOperator(DockerOperator):
     def execute(self, context: Context) -> Any:
         run = _describe(self.run, self.job_run)
         name_map_index(context, run.label)
+        self._dag_run = context.get("dag_run")  # on_kill tells the webhooks (no context)
         self.container = None  # type: ignore[assignment]
         self._aborted_by: FailedStep | None = None
         run_dir = str(run.run_dir)
@@ -246,11 +247,23 @@ class OrchestStepOperator(DockerOperator):
     def _record_failure(self, run_dir: str | None, context: Context) -> None:
         if not (self.fail_fast and run_dir):
             return
+        self._notify_failure(context)
         ti = context["ti"]
         map_index = ti.map_index if ti.map_index is not None else -1  # -1: not mapped
         if mark_failed(run_dir, FailedStep(self.step.uuid, self.step.title, ti.task_id,
                                            map_index)):
             self.log.info("Fail-fast: stopping the other steps of this pipeline run")
+
+    def _notify_failure(self, context: Context) -> None:
+        """Webhooks: with fail-fast, a step's last try failing decides its run (the
+        outbox only; a cancelled step's failure is not one)."""
+        ti = context["ti"]
+        if self._killed or int(getattr(ti, "try_number", 1) or 1) <= int(self.retries or 0):
+            return
+        from .notify import step_failed
+
+        step_failed(load_settings().store_dir, _describe(self.run, self.job_run),
+                    self.step.uuid, context["dag_run"])
 
     def _failure(self, run: RunDescription, exc: Exception) -> str:
         """Which step failed, how, and where its output is kept."""
@@ -273,6 +286,15 @@ class OrchestStepOperator(DockerOperator):
         """
         self._killed = True
         self._remove_container(stop=True, timeout=ON_KILL_STOP_TIMEOUT)
+        self._notify_killed()
+
+    def _notify_killed(self) -> None:
+        """Webhooks: this run was stopped by a cancel, whatever its tasks end as."""
+        dag_run = getattr(self, "_dag_run", None)
+        if dag_run is not None:
+            from .notify import step_killed
+
+            step_killed(load_settings().store_dir, _describe(self.run, self.job_run), dag_run)
 
     def _configure(self, run: RunDescription) -> None:
         """The run contract as DockerOperator settings."""

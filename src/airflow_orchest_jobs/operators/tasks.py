@@ -51,10 +51,14 @@ class PlanOperator(BaseOperator):
         job_run = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK_ID)
         request = request_for(self.job, context["dag_run"].conf)
         try:
-            return plan_runs(self.job.pipeline, request, JobRun.from_dict(job_run),
+            keys = plan_runs(self.job.pipeline, request, JobRun.from_dict(job_run),
                              lanes=self.lanes, max_map_length=max_map_length())
         except OrchestError as exc:
             raise user_error(exc) from None
+        from .notify import job_run_started
+
+        job_run_started(context, self.job, keys)  # webhooks: writes the outbox only
+        return keys
 
 
 #: Retries of a run's ``prepare`` (every part of it is idempotent: the slot is the run's
@@ -185,6 +189,9 @@ class FinalizeOperator(BaseOperator):
                              registry_auth(settings)).as_dict()
         except OSError as exc:
             raise AirflowFailException(store_failure(settings.store_dir, exc)) from None
+        from .notify import job_run_ended
+
+        job_run_ended(context, job)  # webhooks: writes the outbox only
         if verdict:
             raise AirflowFailException(verdict)
         return retired
