@@ -1,9 +1,11 @@
-"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable."""
+"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable,
+the listener that records a job run marked failed in Airflow as cancelled."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from . import listener
 from .links import NotebookHtmlLink
 from .runfiles import URL_PREFIX
 from .timetable import OrchestCronTimetable
@@ -42,3 +44,5 @@ class OrchestJobsPlugin(AirflowPlugin):
     ]
     # The scheduler deserializes a custom timetable only when a plugin registers it.
     timetables = [OrchestCronTimetable]
+    # "Mark failed" on a running job run is a cancel (listener.py).
+    listeners = [listener]

@@ -1,0 +1,81 @@
+"""Airflow's "mark failed" on a running Orchest job run is a cancel: record it.
+
+Airflow's UI and REST API (``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with
+``state=failed``) call the ``on_dag_run_failed`` listener hook in the api-server, in
+the request's transaction. For an Orchest DAG run that had not ended (its ``finalize``
+had not finished), this writes the job-run cancel record (``core.jobstate``) that
+``finalize`` and the views read: the job run ends ``failed`` in Airflow, ``cancelled`` in
+the views, never ``success``. The hook's other callers (the scheduler failing a DAG run
+on its own) are left alone. Registered by the plugin (``listeners``); loaded in every
+Airflow process, so this module imports nothing heavy until the hook fires.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.listeners import hookimpl
+
+log = logging.getLogger(__name__)
+
+#: The DAG ids of the factory's DAGs (pipelines, job files).
+ORCHEST_PREFIXES = ("orchest__", "orchest_job__")
+#: How Airflow's API phrases the hook's message for a state set by a user.
+MANUAL = "manually set"
+FINALIZE = "finalize"
+FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
+
+
+@hookimpl
+def on_dag_run_failed(dag_run: Any, msg: str) -> None:
+    if MANUAL not in str(msg or "") or not str(dag_run.dag_id).startswith(ORCHEST_PREFIXES):
+        return
+    try:
+        record_marked_failed(dag_run)
+    except Exception:  # never in the way of Airflow's own request
+        log.exception("Could not record the cancel of %s %s", dag_run.dag_id, dag_run.run_id)
+
+
+def record_marked_failed(dag_run: Any) -> bool:
+    """Write the job-run cancel record if the job run had not ended; whether it did."""
+    from airflow.models.log import Log
+    from airflow.models.taskinstance import TaskInstance as TI
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
+    from .config import load_settings
+    from .core.jobstate import CancelRecord, record_cancel
+    from .views import data
+    from .views.rows import build_rows
+
+    session = object_session(dag_run)
+    if session is None:
+        return False
+    finalize = session.scalar(select(TI.state).where(
+        TI.dag_id == dag_run.dag_id, TI.run_id == dag_run.run_id, TI.task_id == FINALIZE,
+        TI.map_index == -1))
+    if finalize is not None and str(finalize) in FINISHED:
+        return False  # the job run had ended: marking it failed is no cancel
+    # The audit log entry of the request (added before the state changed): its time and user.
+    logged = session.execute(select(Log.dttm, Log.owner).where(
+        Log.dag_id == dag_run.dag_id, Log.run_id == dag_run.run_id,
+        Log.event == "patch_dag_run").order_by(Log.dttm.desc()).limit(1)).first()
+    at, by = (logged[0], logged[1] or "") if logged else (None, "")
+    settings = load_settings()
+    root = data.run_root(settings.store_dir, dag_run.dag_id, dag_run.run_id)
+    failed_before: tuple[int, ...] = ()
+    if at is not None:
+        entries = data.run_index(root)
+        records = [r for _, r in data.task_records(session, dag_run.dag_id, [dag_run.run_id])]
+        rows = build_rows(entries, records, max_map_length=data.max_map_length(),
+                          dag_cancelled_at=at)
+        failed_before = tuple(r.position for r in rows if r.state == "failed")
+    record = CancelRecord.now(by or "a user", "marked failed in Airflow",
+                              failed_before=failed_before,
+                              clear_number=int(getattr(dag_run, "clear_number", 0) or 0))
+    if at is not None:
+        record = CancelRecord(**{**record.__dict__, "at": at.isoformat()})
+    record_cancel(root, record)
+    log.info("Recorded the cancel of %s %s (%s)", dag_run.dag_id, dag_run.run_id, record.by)
+    return True
