@@ -50,6 +50,8 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     try:
         return resolve_request(job.pipeline, conf, default_parameters=job.parameters,
                                default_runs=job.runs, default_env=job.env_variables,
+                               default_timeout=job.pipeline_run_timeout,
+                               default_stop_on_first_failure=job.stop_on_first_failure,
                                source=f"{job.dag_id}: trigger conf")
     except OrchestError as exc:
         raise user_error(exc) from None
@@ -115,6 +117,8 @@ class OrchestSnapshotOperator(BaseOperator):
             secret_env=references,
             env_sources=tuple(self._env_sources()),
             has_services=bool(job_services(self.job.pipeline.services)),
+            pipeline_run_timeout=request.pipeline_run_timeout,
+            stop_on_first_failure=request.stop_on_first_failure,
         ).to_dict()
 
     def _env_sources(self) -> list[str]:

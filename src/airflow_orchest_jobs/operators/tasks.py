@@ -79,12 +79,31 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
         settings = load_settings()
+        generation = int(getattr(dag_run, "clear_number", 0) or 0)
+        if desc.job.stop_on_first_failure:
+            from ..core.failfast import failed_run
+
+            failed = failed_run(desc.job.run_root, generation)
+            if failed is not None and failed.index != desc.key.index:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(f"Not started: {failed.describe()}, and the job "
+                                           "stops at its first failed pipeline run "
+                                           "(stop_on_first_failure)")
         if limits:
             admit_or_wait(settings, desc, limits, dag_run, ti)
         owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
         check_out(settings, desc, owner, dag_run, ti, peers=[])
         if desc.job.has_services:
-            start_services(settings, job, desc)
+            try:
+                start_services(settings, job, desc)
+            except Exception:
+                if desc.job.stop_on_first_failure:
+                    from ..core.failfast import FailedRun, mark_run_failed
+
+                    mark_run_failed(desc.job.run_root, FailedRun(
+                        desc.key.index, desc.label, "prepare (services)", generation))
+                raise
 
     return prepare(run, job_run)
 
