@@ -239,12 +239,15 @@ def pipeline_run_outcome(task_states: Iterable[str | None], *, cancelled: bool =
                          failed_before_cancel: bool = False) -> str:
     """How a finished pipeline run ended, from its tasks (``prepare`` and steps).
 
-    ``cancelled``: a cancel of this run, or of its job run, came while it was unfinished;
-    ``failed_before_cancel``: it had failed before that cancel (then it stays failed). A
+    ``cancelled``: a cancel of this run, or of its job run, was recorded (a run whose
+    tasks all succeeded ended before it could stop it); ``failed_before_cancel``: it had
+    failed before that cancel (then it stays failed). A
     skipped task without a failed one is a run stopped from outside (a job-run cancel, or
     ``stop_on_first_failure``): ``cancelled``, as Orchest reported aborted runs.
     """
     states = [str(s) for s in task_states]
+    if all(s == "success" for s in states):
+        return SUCCESS  # it ended before the cancel could stop it
     if cancelled and not failed_before_cancel:
         return CANCELLED
     if any(s in _FAILED_STATES for s in states):
