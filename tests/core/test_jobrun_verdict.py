@@ -36,8 +36,9 @@ def four_runs(**overrides: str) -> dict[str, str]:
     return states
 
 
-def verdict(states, cancels=Cancels(), length=16):
-    return job_run_verdict(states, TASKS, IGNORED, max_map_length=length, cancels=cancels)
+def verdict(states, cancels=None, length=16):
+    return job_run_verdict(states, TASKS, IGNORED, max_map_length=length,
+                           cancels=cancels or Cancels())
 
 
 def cancel_of(position: int) -> CancelRecord:
