@@ -8,8 +8,11 @@
   const url = app.dataset.api;
   const history = app.dataset.mode === "history";
   const STATES = ["success", "failed", "running", "queued", "cancelled"];
+  // A page size in the page's own URL (?limit=N, at most 500) is kept, e.g. for a link.
+  const asked = Number(new URLSearchParams(window.location.search).get("limit"));
   const view = {states: new Set(), q: "", sort: history ? "job_run" : "index",
-                order: history ? "desc" : "asc", offset: 0, limit: 50};
+                order: history ? "desc" : "asc", offset: 0,
+                limit: asked >= 1 && asked <= 500 ? Math.floor(asked) : 50};
   let timer = null, last = null, pending = null;
 
   const title = el("h1", {}, history ? "Job history" : "Pipeline runs");
@@ -120,7 +123,8 @@
     const first = data.total_entries ? data.offset + 1 : 0;
     const lastRow = Math.min(data.offset + data.limit, data.total_entries);
     const size = el("select", {"aria-label": "Rows per page"},
-      ...[25, 50, 100, 500].map((n) => el("option", {value: n, selected: n === view.limit}, n)));
+      ...[...new Set([25, 50, 100, 500, view.limit])].sort((a, b) => a - b).map(
+        (n) => el("option", {value: n, selected: n === view.limit}, n)));
     size.addEventListener("change", () => { view.limit = Number(size.value); view.offset = 0; load(); });
     set(pager, 
       el("button", {class: "action secondary small", type: "button", disabled: data.offset === 0,
