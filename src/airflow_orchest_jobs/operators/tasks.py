@@ -180,6 +180,7 @@ class FinalizeOperator(BaseOperator):
         except OSError as exc:
             raise AirflowFailException(store_failure(settings.store_dir, exc)) from None
         if verdict.message:
+            self.log.error("%s", verdict.message)  # the why, as a line of the task log
             raise AirflowFailException(verdict.message)
         return {**retired, "outcome": verdict.outcome}
 
