@@ -188,7 +188,8 @@ def many_cancel_times(session, dag_id: str, run_ids: Sequence[str]
     patches: dict[str, tuple[datetime, Any]] = {}
     per_run: dict[str, dict[int, datetime]] = {}
     query = select(Log.run_id, Log.dttm, Log.event, Log.extra).where(
-        Log.dag_id == dag_id, Log.event.in_(["patch_dag_run", CANCEL_EVENT]))
+        Log.dag_id == dag_id,
+        Log.event.in_(["patch_dag_run", CANCEL_EVENT, CANCEL_JOB_RUN_EVENT]))
     if len(run_ids) == 1:
         query = query.where(Log.run_id == run_ids[0])
     for run_id, dttm, event, extra in session.execute(query):
@@ -200,7 +201,9 @@ def many_cancel_times(session, dag_id: str, run_ids: Sequence[str]
             data = {}
         if not isinstance(data, dict):
             continue
-        if event == "patch_dag_run":
+        if event == CANCEL_JOB_RUN_EVENT:
+            data = {"state": "failed"}  # the view's "cancel job run" marks it failed
+        if event in ("patch_dag_run", CANCEL_JOB_RUN_EVENT):
             last = patches.get(run_id)
             if "state" in data and (last is None or dttm > last[0]):
                 patches[run_id] = (dttm, data["state"])
