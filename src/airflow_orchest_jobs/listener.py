@@ -52,25 +52,26 @@ def record_marked_failed(dag_run: Any) -> bool:
     session = object_session(dag_run)
     if session is None:
         return False
-    finalize = session.scalar(select(TI.state).where(
-        TI.dag_id == dag_run.dag_id, TI.run_id == dag_run.run_id, TI.task_id == FINALIZE,
-        TI.map_index == -1))
-    if finalize is not None and str(finalize) in FINISHED:
-        return False  # the job run had ended: marking it failed is no cancel
-    # The audit log entry of the request (added before the state changed): its time and user.
-    logged = session.execute(select(Log.dttm, Log.owner).where(
-        Log.dag_id == dag_run.dag_id, Log.run_id == dag_run.run_id,
-        Log.event == "patch_dag_run").order_by(Log.dttm.desc()).limit(1)).first()
-    at, by = (logged[0], logged[1] or "") if logged else (None, "")
-    settings = load_settings()
-    root = data.run_root(settings.store_dir, dag_run.dag_id, dag_run.run_id)
-    failed_before: tuple[int, ...] = ()
-    if at is not None:
-        entries = data.run_index(root)
-        records = [r for _, r in data.task_records(session, dag_run.dag_id, [dag_run.run_id])]
-        rows = build_rows(entries, records, max_map_length=data.max_map_length(),
-                          dag_cancelled_at=at)
-        failed_before = tuple(r.position for r in rows if r.state == "failed")
+    # Reads only, never flushing the request's pending changes: the request's transaction
+    # holds the database's write lock from its first flush to its commit (one writer on
+    # SQLite), so nothing here may lengthen it or fail it.
+    with session.no_autoflush:
+        finalize = session.scalar(select(TI.state).where(
+            TI.dag_id == dag_run.dag_id, TI.run_id == dag_run.run_id,
+            TI.task_id == FINALIZE, TI.map_index == -1))
+        if finalize is not None and str(finalize) in FINISHED:
+            return False  # the job run had ended: marking it failed is no cancel
+        at, by = _request_entry(session, dag_run, Log, select)
+        settings = load_settings()
+        root = data.run_root(settings.store_dir, dag_run.dag_id, dag_run.run_id)
+        failed_before: tuple[int, ...] = ()
+        if at is not None:
+            entries = data.run_index(root)
+            records = [r for _, r in data.task_records(session, dag_run.dag_id,
+                                                       [dag_run.run_id])]
+            rows = build_rows(entries, records, max_map_length=data.max_map_length(),
+                              dag_cancelled_at=at)
+            failed_before = tuple(r.position for r in rows if r.state == "failed")
     record = CancelRecord.now(by or "a user", "marked failed in Airflow",
                               failed_before=failed_before,
                               clear_number=int(getattr(dag_run, "clear_number", 0) or 0))
@@ -79,3 +80,19 @@ def record_marked_failed(dag_run: Any) -> bool:
     record_cancel(root, record)
     log.info("Recorded the cancel of %s %s (%s)", dag_run.dag_id, dag_run.run_id, record.by)
     return True
+
+
+def _request_entry(session: Any, dag_run: Any, log_model: Any, select: Any
+                   ) -> tuple[Any, str]:
+    """The audit log entry of the request marking the run failed (added to the session
+    before the state changed, not flushed yet): its time and user."""
+    pending = [entry for entry in session.new if isinstance(entry, log_model)
+               and entry.event == "patch_dag_run" and entry.dag_id == dag_run.dag_id
+               and entry.run_id == dag_run.run_id]
+    if pending:
+        entry = pending[-1]
+        return entry.dttm, entry.owner or ""
+    logged = session.execute(select(log_model.dttm, log_model.owner).where(
+        log_model.dag_id == dag_run.dag_id, log_model.run_id == dag_run.run_id,
+        log_model.event == "patch_dag_run").order_by(log_model.dttm.desc()).limit(1)).first()
+    return (logged[0], logged[1] or "") if logged else (None, "")
