@@ -185,9 +185,9 @@ class OrchestStepOperator(DockerOperator):
                 self._raise_if_stopped(context)
                 message = self._failure(run, exc)
                 if self._retried(context):
-                    raise DockerContainerFailedException(
-                        f"{message}; it is tried again ({self._tries(context)}, "
-                        "step_retries)", logs=exc.logs) from None
+                    message += f"; it is tried again ({self._tries(context)}, step_retries)"
+                    self.log.warning("%s", message)
+                    raise DockerContainerFailedException(message, logs=exc.logs) from None
                 self._record_failure(run_dir, context)
                 if (self.retries or 0) > self.step_retries:  # no deployment retry of user code
                     from airflow.sdk.exceptions import AirflowFailException
