@@ -17,6 +17,10 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
+from .config import load_settings, max_map_length
+from .core.jobstate import CancelRecord, record_cancel
+from .core.layout import StoreLayout
+
 log = logging.getLogger(__name__)
 
 #: The DAG ids of the factory's DAGs (pipelines, job files).
@@ -44,10 +48,9 @@ def record_marked_failed(dag_run: Any) -> bool:
     from sqlalchemy import select
     from sqlalchemy.orm import object_session
 
-    from .config import load_settings
-    from .core.jobstate import CancelRecord, record_cancel
-    from .views import data
-    from .views.rows import build_rows
+    # The api-server's (the web layer): other processes never get here.
+    from .web.data import run_index, task_records
+    from .web.rows import build_rows
 
     session = object_session(dag_run)
     if session is None:
@@ -63,13 +66,12 @@ def record_marked_failed(dag_run: Any) -> bool:
             return False  # the job run had ended: marking it failed is no cancel
         at, by = _request_entry(session, dag_run, Log, select)
         settings = load_settings()
-        root = data.run_root(settings.store_dir, dag_run.dag_id, dag_run.run_id)
+        root = StoreLayout(settings.store_dir).job_run(dag_run.dag_id, dag_run.run_id)
         failed_before: tuple[int, ...] = ()
         if at is not None:
-            entries = data.run_index(root)
-            records = [r for _, r in data.task_records(session, dag_run.dag_id,
-                                                       [dag_run.run_id])]
-            rows = build_rows(entries, records, max_map_length=data.max_map_length(),
+            entries = run_index(root)
+            records = [r for _, r in task_records(session, dag_run.dag_id, [dag_run.run_id])]
+            rows = build_rows(entries, records, max_map_length=max_map_length(),
                               dag_cancelled_at=at)
             failed_before = tuple(r.position for r in rows if r.state == "failed")
     record = CancelRecord.now(by or "a user", "marked failed in Airflow",

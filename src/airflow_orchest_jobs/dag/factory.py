@@ -17,19 +17,22 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .core.errors import Problem, one_line, problems_of
-from .core.grid import Grid
-from .core.job import DagKind
-from .core.jobdef import JobDefinition, job_definitions
-from .core.naming import error_dag_id, step_task_ids
-from .core.pipeline import topological_order
-from .core.plan import lanes_needed
-from .core.scan import scan_projects
-from .core.schedule import format_duration
-from .core.services import job_services
-from .core.settings import Settings
-from .operators.snapshot import max_map_length as snapshot_max_map_length
-from .operators.tasks import (
+from ..config import load_settings
+from ..config import max_map_length as read_max_map_length
+from ..core.errors import Problem, one_line, problems_of
+from ..core.grid import Grid
+from ..core.job import DagKind
+from ..core.jobdef import JobDefinition, job_definitions
+from ..core.naming import error_dag_id, step_task_ids
+from ..core.pipeline import topological_order
+from ..core.plan import lanes_needed
+from ..core.runslots import INSTALLATION, job_scope
+from ..core.scan import scan_projects
+from ..core.schedule import format_duration
+from ..core.services import job_services
+from ..core.settings import Settings
+from ..core.triggerform import field_schema, fits_in_form, parameter_fields, runs_schema
+from ..operators.tasks import (
     SNAPSHOT_TASK_ID,
     FinalizeOperator,
     PlanOperator,
@@ -37,7 +40,7 @@ from .operators.tasks import (
     prepare_task,
 )
 
-log = logging.getLogger("airflow_orchest_jobs.factory")
+log = logging.getLogger("airflow_orchest_jobs.dag.factory")
 
 #: Fixed start for cron jobs (with catchup off only the latest interval runs).
 EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -54,8 +57,6 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
     problem and its placeholder DAG; the other projects' DAGs are unaffected.
     """
     if settings is None:
-        from .config import load_settings
-
         settings = load_settings()
     try:
         scan = scan_projects(settings.projects_dir, settings.environment_images,
@@ -66,7 +67,7 @@ def build_dags(settings: Settings | None = None) -> dict[str, Any]:
                                                    dir_problems, settings.projects_dir)]}
     definitions, problems = job_definitions(scan, settings.store_dir,
                                             settings.environment_images)
-    length = snapshot_max_map_length()  # one config read per parse, not one per DAG
+    length = read_max_map_length()  # one config read per parse, not one per DAG
     wanted = _parsing_for_dag()
     mine = [d for d in definitions if d.dag_id == wanted] if wanted is not None else []
     # A task instance starting (or ``airflow tasks``/``dags test``): only its DAG is
@@ -117,7 +118,7 @@ def _invalid_dag(dag_id: str, problems: list[Problem], file: Path):
     """A DAG that shows, in the UI, what is wrong with ``file`` and where."""
     from airflow.sdk import DAG
 
-    from .operators.problems import InvalidOrchestFileOperator
+    from ..operators.problems import InvalidOrchestFileOperator
 
     lines = [str(p) for p in problems]
     first = lines[0] if lines else f"{file}: invalid"
@@ -142,7 +143,6 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
     """
     from airflow.sdk import Param
 
-    from .views.triggerform import field_schema, parameter_fields, runs_schema
 
     grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}
@@ -259,8 +259,7 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
     """
     from airflow.sdk import DAG, TriggerRule, task, task_group
 
-    from .operators.snapshot import OrchestSnapshotOperator
-    from .views.triggerform import fits_in_form
+    from ..operators.snapshot import OrchestSnapshotOperator
 
     pipeline = job.pipeline
     grid = Grid(pipeline, job.parameters)  # built once: parsing is the hot path
@@ -350,8 +349,6 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
 
 def run_limits(job: JobDefinition, settings: Settings) -> list[tuple[str, int]]:
     """The scopes that limit whole pipeline runs of ``job``: (scope, slots)."""
-    from .core.runslots import INSTALLATION, job_scope
-
     limits = []
     if job.max_parallel_runs:
         limits.append((job_scope(job.dag_id), job.max_parallel_runs))
@@ -367,7 +364,7 @@ def _parents(pipeline, key: str) -> list[str]:
 def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, job_run,
               settings: Settings, parallelism: int | None, services: bool = False,
               checkout_peers: list[str] | None = None, **kwargs):
-    from .operators.step import OrchestStepOperator
+    from ..operators.step import OrchestStepOperator
 
     step = job.pipeline.steps[step_uuid]
     if job.step_retries:

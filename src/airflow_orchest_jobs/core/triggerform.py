@@ -27,8 +27,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.grid import PIPELINE_KEY, Grid
-from ..core.model import Pipeline
+from .grid import PIPELINE_KEY, Grid
+from .model import Pipeline
 
 #: Field keys of single parameters start with this.
 FIELD_PREFIX = "parameters/"

@@ -20,11 +20,18 @@ POSTs must be JSON and same-origin (no cross-site form can trigger one).
 # types are imported inside create_router.
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlparse
 
-from ..runfiles import URL_PREFIX, run_file_url
+from ..config import api_base_url, load_settings, max_map_length
+from ..core.contract import step_log_path
+from ..core.jobstate import JobStates, job_run_outcome
+from ..core.layout import PROJECT_COPY, StoreLayout, run_folder_name
+from ..core.urls import URL_PREFIX, run_file_url
 from . import data
+from .actions import cancel as do_cancel
+from .actions import cancel_job_run as do_cancel_job_run
+from .actions import rerun as do_rerun
 from .rows import (
     CLEANUP,
     HISTORY_SORT_KEYS,
@@ -58,9 +65,7 @@ def is_json_media_type(content_type: str | None) -> bool:
 
 def root_path() -> str:
     """The path Airflow is served under (``[api] base_url``), '' at the host's root."""
-    from airflow.configuration import conf
-
-    return urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    return urlparse(api_base_url()).path.rstrip("/")
 
 
 def iso(value: datetime | None) -> str | None:
@@ -87,7 +92,6 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     """The table: one query for the task instances, the rest in memory, one page out."""
     from fastapi import HTTPException
 
-    from ..config import load_settings
 
     dag_run = data.get_dag_run(session, dag_id, run_id)
     if dag_run is None:
@@ -96,7 +100,7 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     if bad:
         raise HTTPException(400, f"unknown state {bad[0]!r}; use one of {', '.join(RUN_STATES)}")
     settings = load_settings()
-    root = data.run_root(settings.store_dir, dag_id, run_id)
+    root = StoreLayout(settings.store_dir).job_run(dag_id, run_id)
     entries = data.run_index(root)
     info = data.view_info(session, [dag_id]).get(dag_id, {})
     rel = data.pipeline_rel(settings.store_dir, dag_id, run_id, info.get("pipeline"))
@@ -110,7 +114,7 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     records = [r for _, r in data.task_records(session, dag_id, [run_id])]
     state = None if dag_run.state is None else str(dag_run.state)
     cancels = data.cancel_info(session, settings.store_dir, dag_run)
-    length = data.max_map_length()
+    length = max_map_length()
     rows = build_rows(entries, records, max_map_length=length,
                       dag_cancelled_at=cancels.job_run_at, run_cancelled_at=cancels.runs_at)
     now = datetime.now(timezone.utc)
@@ -152,15 +156,13 @@ def history_response(session, dag_id: str, *, states: list[str], query: str | No
     filters, search, sort and paging as one job run's (task instances: one query)."""
     from fastapi import HTTPException
 
-    from ..config import load_settings
-
     bad = [s for s in states if s not in RUN_STATES]
     if bad:
         raise HTTPException(400, f"unknown state {bad[0]!r}; use one of {', '.join(RUN_STATES)}")
     if not data.is_orchest_dag(session, dag_id):
         raise HTTPException(404, f"no Orchest DAG {dag_id!r}")
     settings = load_settings()
-    length = data.max_map_length()
+    length = max_map_length()
     dag_runs = data.all_runs(session, dag_id)
     by_run: dict[str, list[Any]] = {r.run_id: [] for r in dag_runs}
     for run_id, record in data.task_records(session, dag_id, None):
@@ -171,7 +173,8 @@ def history_response(session, dag_id: str, *, states: list[str], query: str | No
     entries_of: dict[str, list[dict[str, Any]]] = {}
     job_runs: dict[str, dict[str, Any]] = {}
     for dag_run in dag_runs:
-        entries = data.run_index(data.run_root(settings.store_dir, dag_id, dag_run.run_id))
+        entries = data.run_index(StoreLayout(settings.store_dir).job_run(dag_id,
+                                                                         dag_run.run_id))
         if not entries:
             continue
         entries_of[dag_run.run_id] = entries
@@ -190,7 +193,7 @@ def history_response(session, dag_id: str, *, states: list[str], query: str | No
 
     def steps_for(run_id: str) -> list[Any]:
         if run_id not in steps_of:
-            root = data.run_root(settings.store_dir, dag_id, run_id)
+            root = StoreLayout(settings.store_dir).job_run(dag_id, run_id)
             rel = data.pipeline_rel(settings.store_dir, dag_id, run_id, info.get("pipeline"))
             steps_of[run_id] = (data.pipeline_steps(root, entries_of[run_id], rel),
                                 data.pipeline_uuid(root, entries_of[run_id]))
@@ -241,8 +244,6 @@ def job_run_state(state: str | None, cancels: data.CancelInfo, rows: list[RunRow
                   ) -> str | None:
     """The job run's state in the views: ``cancelled`` for one the user cancelled (a cancel
     record; or, without one, marked failed in Airflow while runs were unfinished)."""
-    from ..core.jobstate import job_run_outcome
-
     cancelled = cancels.job_run_cancelled or (
         cancels.job_run_at is not None and (not rows or any(r.state == "cancelled"
                                                             for r in rows)))
@@ -259,15 +260,16 @@ def _cancelled(cancels: data.CancelInfo) -> dict[str, Any] | None:
 def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_id: str,
          length: int, now: datetime, base: str) -> dict[str, Any]:
     group, map_index = group_of(row.position, length)
-    folder = f"run-{row.index:05d}"
+    folder = run_folder_name(row.index)
+    project = f"{folder}/{PROJECT_COPY}"
     dag, run = quote(dag_id, safe=""), quote(run_id, safe="")
     task_page = f"{base}/dags/{dag}/runs/{run}/tasks/{{}}/mapped/{map_index}"
     out_steps = []
     for step in steps:
         task = row.tasks.get(step.task_id)
         airflow_state = task.state if task else None
-        log = (run_file_url(dag_id, run_id, f"{folder}/project/.orchest/pipelines/"
-                            f"{pipeline_uuid}/logs/{step.uuid}.log", base)
+        log = (run_file_url(dag_id, run_id,
+                            f"{project}/{step_log_path(pipeline_uuid, step.uuid)}", base)
                if pipeline_uuid else None)
         out_steps.append({
             "uuid": step.uuid, "title": step.title, "task_id": step.task_id,
@@ -276,8 +278,8 @@ def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_i
             "start_date": iso(task.start if task else None),
             "end_date": iso(task.end if task else None),
             "log_url": log,
-            "notebook_url": run_file_url(dag_id, run_id, f"{folder}/project/"
-                                         f"{step.notebook_html}", base)
+            "notebook_url": run_file_url(dag_id, run_id, f"{project}/{step.notebook_html}",
+                                         base)
             if step.notebook_html else None,
             "task_url": task_page.format(quote(f"{group}.{step.task_id}", safe="")),
         })
@@ -343,9 +345,6 @@ def readable_dag_ids(session, user) -> set[str]:
 
 def jobs_response(session, user, runs_per_job: int) -> dict[str, Any]:
     """Every Orchest DAG the user may read: schedule, snapshot, images, latest job runs."""
-    from ..config import load_settings
-    from ..core.jobstate import JobStates
-
     settings = load_settings()
     dags = data.orchest_dags(session, readable_dag_ids(session, user))
     ids = [d.dag_id for d in dags]
@@ -354,7 +353,7 @@ def jobs_response(session, user, runs_per_job: int) -> dict[str, Any]:
     latest = data.latest_runs(session, ids, runs_per_job) if ids else {}
     snapshots = data.snapshots(settings.store_dir)
     states = JobStates(settings.store_dir)
-    length = data.max_map_length()
+    length = max_map_length()
     out = []
     for dag in dags:
         info = infos.get(dag.dag_id, {})
@@ -412,7 +411,7 @@ def _job_runs(session, dag_id: str, runs: list[Any], store_dir, length: int
     out = []
     for run in runs:
         state = None if run.state is None else str(run.state)
-        entries = data.run_index(data.run_root(store_dir, dag_id, run.run_id))
+        entries = data.run_index(StoreLayout(store_dir).job_run(dag_id, run.run_id))
         cancels = data.cancel_info(session, store_dir, run)
         rows = build_rows(entries, by_run[run.run_id], max_map_length=length,
                           dag_cancelled_at=cancels.job_run_at,
@@ -428,8 +427,6 @@ def _job_runs(session, dag_id: str, runs: list[Any], store_dir, length: int
 
 def create_router():
     """The API routes (FastAPI imported here: only the api-server builds them)."""
-    from typing import Annotated
-
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
@@ -477,13 +474,12 @@ def create_router():
         dag_run = data.get_dag_run(session, dag_id, run_id)
         if dag_run is None:
             raise HTTPException(404, f"no DAG run {run_id!r} of DAG {dag_id!r}")
-        from ..config import load_settings
 
         store = load_settings().store_dir
-        entries = data.run_index(data.run_root(store, dag_id, run_id))
+        entries = data.run_index(StoreLayout(store).job_run(dag_id, run_id))
         records = [r for _, r in data.task_records(session, dag_id, [run_id])]
         cancels = data.cancel_info(session, store, dag_run)
-        rows = build_rows(entries, records, max_map_length=data.max_map_length(),
+        rows = build_rows(entries, records, max_map_length=max_map_length(),
                           dag_cancelled_at=cancels.job_run_at,
                           run_cancelled_at=cancels.runs_at)
         if indices is not None:
@@ -498,8 +494,6 @@ def create_router():
                  dependencies=[edit, Depends(same_origin)])
     def rerun(dag_id: str, dag_run_id: str, session: SessionDep, user: GetUserDep,
               body: Annotated[RerunBody, Body()]) -> dict[str, Any]:
-        from .actions import rerun as do_rerun
-
         bad = [s for s in body.states if s not in RUN_STATES]
         if bad:
             raise HTTPException(400, f"unknown state {bad[0]!r}")
@@ -511,8 +505,6 @@ def create_router():
                  dependencies=[edit, Depends(same_origin)])
     def cancel(dag_id: str, dag_run_id: str, index: int, session: SessionDep,
                user: GetUserDep) -> dict[str, Any]:
-        from .actions import cancel as do_cancel
-
         dag_run, rows = _positions(session, dag_id, dag_run_id, [index], [])
         changed = do_cancel(session, dag_run, rows[0], user.get_name())
         return {"index": index, "task_instances_stopped": changed}
@@ -521,8 +513,6 @@ def create_router():
                  dependencies=[cancel_run, Depends(same_origin)])
     def cancel_job_run(dag_id: str, dag_run_id: str, session: SessionDep,
                        user: GetUserDep) -> dict[str, Any]:
-        from .actions import cancel_job_run as do_cancel_job_run
-
         dag_run, rows = _positions(session, dag_id, dag_run_id, None, list(RUN_STATES))
         if str(dag_run.state) not in ("queued", "running"):
             raise HTTPException(409, f"job run {dag_run_id!r} already ended "

@@ -75,3 +75,16 @@ class OrchestCronTimetable(CronTriggerTimetable):
         if restriction.latest is not None and restriction.latest < start:
             return None
         return DagRunInfo.exact(start)  # zero-length interval: CronTriggerTimetable's default
+
+
+class MovedOrchestCronTimetable(OrchestCronTimetable):
+    """Reads DAGs serialized before 0.2, when the class lived in ``airflow_orchest_jobs.timetable``.
+
+    The scheduler finds a custom timetable by the class path stored with the serialized DAG;
+    until the DAG processor re-serializes a DAG its row names the old path. Goes away with
+    the old module paths (:mod:`airflow_orchest_jobs._moved`).
+    """
+
+
+MovedOrchestCronTimetable.__module__ = "airflow_orchest_jobs.timetable"
+MovedOrchestCronTimetable.__qualname__ = "OrchestCronTimetable"

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..tarball import root_readable
+
 if TYPE_CHECKING:
     import docker
 
@@ -267,8 +269,6 @@ def packages_image(client: docker.DockerClient, packages: Path,
     packages (about 250 MB, mostly pyarrow) in its own build context.
     """
     import docker.errors
-
-    from ..images import root_readable
 
     tag = f"{PACKAGES_IMAGE}:{packages.name}"
     with contextlib.suppress(docker.errors.ImageNotFound):

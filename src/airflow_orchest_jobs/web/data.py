@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.jobstate import Cancels, JobStates, read_cancels
-from ..core.layout import StoreLayout
+from ..core.layout import RUN_DEFINITION, StoreLayout, run_folder
 from ..core.naming import step_task_ids
 from ..core.plan import RUN_INDEX
+from ..core.snapshot.store import SnapshotStore
 from .rows import GROUP, TaskRecord
 
 #: The Log events "cancel run N" and "cancel job run" write (Airflow's audit log shows
@@ -75,12 +76,6 @@ class _FileCache:
 _FILES = _FileCache()
 
 
-def run_root(store_dir: Path, dag_id: str, run_id: str) -> Path:
-    """The job run's folder (read for the run index and pipeline definitions, which
-    only planning writes; the files steps write are served by ``runfiles``)."""
-    return StoreLayout(store_dir).job_run(dag_id, run_id)
-
-
 def run_index(root: Path) -> list[dict[str, Any]]:
     """The DAG run's pipeline runs in map order; [] before planning ran."""
     found = _FILES.load(root / RUN_INDEX)
@@ -105,7 +100,7 @@ def pipeline_steps(root: Path, entries: Sequence[dict[str, Any]], rel: str | Non
     """The steps (in pipeline order) with their task ids, from a run's ``pipeline.json``."""
     if not entries:
         return []
-    doc = _FILES.load(root / f"run-{int(entries[0]['index']):05d}" / "pipeline.json")
+    doc = _FILES.load(run_folder(root, int(entries[0]["index"])) / RUN_DEFINITION)
     if not isinstance(doc, dict) or not isinstance(doc.get("steps"), dict):
         return []
     steps = {k: v for k, v in doc["steps"].items() if isinstance(v, dict)}
@@ -126,14 +121,8 @@ def pipeline_steps(root: Path, entries: Sequence[dict[str, Any]], rel: str | Non
 def pipeline_uuid(root: Path, entries: Sequence[dict[str, Any]]) -> str | None:
     if not entries:
         return None
-    doc = _FILES.load(root / f"run-{int(entries[0]['index']):05d}" / "pipeline.json")
+    doc = _FILES.load(run_folder(root, int(entries[0]["index"])) / RUN_DEFINITION)
     return str(doc.get("uuid")) if isinstance(doc, dict) and doc.get("uuid") else None
-
-
-def max_map_length() -> int:
-    from airflow.configuration import conf
-
-    return conf.getint("core", "max_map_length", fallback=1024)
 
 
 def is_orchest_dag(session, dag_id: str) -> bool:
@@ -247,7 +236,7 @@ def cancel_infos(session, store_dir: Path, dag_runs: Sequence[Any]) -> dict[str,
     logged = many_cancel_times(session, dag_runs[0].dag_id, [r.run_id for r in dag_runs])
     out = {}
     for dag_run in dag_runs:
-        records = read_cancels(run_root(store_dir, dag_run.dag_id, dag_run.run_id),
+        records = read_cancels(StoreLayout(store_dir).job_run(dag_run.dag_id, dag_run.run_id),
                                int(getattr(dag_run, "clear_number", 0) or 0))
         logged_job_run, logged_runs = logged.get(dag_run.run_id, (None, {}))
         runs_at = {**logged_runs, **{p: r.time for p, r in records.runs.items()}}
@@ -340,8 +329,6 @@ def latest_runs(session, dag_ids: Sequence[str], per_dag: int) -> dict[str, list
 
 def snapshots(store_dir: Path) -> dict[str, Any]:
     """Every snapshot's header (id, created, files, bytes) by id: one line per manifest."""
-    from ..core.snapshot.store import SnapshotStore
-
     root = StoreLayout(store_dir).snapshots
     if not os.path.isdir(root):
         return {}

@@ -11,7 +11,6 @@ Docker is imported inside functions only: the CLI and DAG parsing never load it.
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import tarfile
 import tempfile
@@ -19,9 +18,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import OrchestError, Problem
-from .core.model import PROJECT_DIR, Pipeline, Step
-from .core.project import Environment, Project
+from ..config import load_settings
+from ..core.errors import OrchestError, Problem
+from ..core.labels import LABEL_ENVIRONMENT, LABEL_PROJECT
+from ..core.model import PROJECT_DIR, Pipeline, Step
+from ..core.project import Environment, Project
+from ..core.snapshot.selection import select
+from . import orchest_layer
+from .orchest_layer import SHARE_ROOT_KERNELS, orchest_base
+from .registry import push_frozen, release_pushed
+from .tarball import add_bytes, add_tree
 
 if TYPE_CHECKING:
     import docker
@@ -32,9 +38,6 @@ ENV_IMAGE = "orchest-env-{project_uuid}-{env_uuid}"
 LEGACY_PREFIX = "image:"
 #: Repository of the tags that keep a job's images alive.
 FROZEN_REPOSITORY = "orchest-frozen"
-#: Labels put on environment images built here.
-LABEL_PROJECT = "orchest-jobs.project-uuid"
-LABEL_ENVIRONMENT = "orchest-jobs.environment-uuid"
 BUILD_FIX = (
     "build it with `airflow-orchest-jobs environments build PROJECT_DIR`, or set "
     "[orchest_jobs] environment_images to an image that exists"
@@ -161,7 +164,6 @@ def configured_registry(registry: str | None) -> str:
     """``registry``, or when None the configured ``[orchest_jobs] registry``."""
     if registry is not None:
         return registry
-    from .config import load_settings
 
     return load_settings().registry
 
@@ -188,8 +190,6 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
     repository = frozen_repository(job_id)
     registry = configured_registry(registry)
     if registry:
-        from .registry import push_frozen
-
         return push_frozen(client, found, {k: _frozen_tag(k) for k in found}, repository,
                            registry)
     pinned: dict[str, str] = {}
@@ -210,8 +210,6 @@ def release(client: docker.DockerClient, job_id: str, registry: str | None = Non
     removed: list[str] = []
     registry = configured_registry(registry)
     if registry:
-        from .registry import release_pushed
-
         removed += release_pushed(client, repository, registry)
     for image in client.images.list(name=repository):
         for tag in image.tags:
@@ -233,8 +231,6 @@ def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str,
     """
     setup = "RUN bash < /orchest-setup/setup_script.sh && rm -rf /orchest-setup"
     if layer:
-        from .orchest_layer import SHARE_ROOT_KERNELS
-
         setup += " && " + SHARE_ROOT_KERNELS
     return "\n".join([
         f"FROM {base_image}",
@@ -248,45 +244,21 @@ def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str,
     ])
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode = len(data), mode
-    tar.addfile(info, io.BytesIO(data))
-
-
-def root_readable(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    """A tar member owned by root and readable by every user, whatever the host's umask."""
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    if info.isdir() or info.mode & 0o100:
-        info.mode = 0o755
-    elif not info.issym():
-        info.mode = 0o644
-    return info
-
-
-def _add_tree(tar: tarfile.TarFile, name: str, folder: Path) -> None:
-    """A host folder, owned by root and readable by every user."""
-    tar.add(str(folder), arcname=name, filter=root_readable)
-
-
 def _write_context(handle: Any, project_dir: Path, dockerfile: str, setup_script: bytes,
                    extra: Mapping[str, Path | bytes] | None = None) -> None:
     """Build context: the snapshot's file selection (minus ``.orchest``), Dockerfile, script,
     and ``extra`` entries (folders or contents; contents under ``*/bin/`` or named
     ``*.sh`` are executable)."""
-    from .core.snapshot.selection import select
-
     selection = select(project_dir)
     with tarfile.open(fileobj=handle, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", dockerfile.encode())
-        _add_bytes(tar, "setup_script.sh", setup_script, 0o755)
+        add_bytes(tar, "Dockerfile", dockerfile.encode())
+        add_bytes(tar, "setup_script.sh", setup_script, 0o755)
         for name, source in (extra or {}).items():
             if isinstance(source, Path):
-                _add_tree(tar, name, source)
+                add_tree(tar, name, source)
             else:
                 executable = "/bin/" in name or name.endswith(".sh")
-                _add_bytes(tar, name, source, 0o755 if executable else 0o644)
+                add_bytes(tar, name, source, 0o755 if executable else 0o644)
         folder = tarfile.TarInfo("project")
         folder.type, folder.mode = tarfile.DIRTYPE, 0o755
         tar.addfile(folder)
@@ -321,8 +293,6 @@ def build_environment(
     Orchest's images and ``orchest_bases`` maps it (Orchest's name -> your image), the
     build starts from your image with Orchest's layout added (:mod:`.orchest_layer`).
     """
-    from . import orchest_layer
-
     properties = environment.folder / "properties.json"
     base = base_image or environment.base_image
     if not base:
@@ -382,8 +352,6 @@ def build_environment(
 
 def _build_fix(env_base: str, base: str, mapped: bool) -> str:
     """What to change after a failed build: the setup script, or the base."""
-    from .orchest_layer import orchest_base
-
     canonical = orchest_base(env_base)
     if canonical and not mapped:
         return (f"{env_base} is Orchest's image: build an Orchest-like image on a base you "

@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import load_settings
-from ..core.errors import OrchestError
-from ..core.jobstate import JobStates
-from ..core.layout import StoreLayout, id_of
-from ..core.retention import folder_size, pipeline_runs
-from ..retire import retire
+from ...config import load_settings
+from ...core.errors import OrchestError
+from ...core.jobstate import JobStates
+from ...core.layout import StoreLayout, id_of
+from ...core.retention import folder_size, pipeline_runs
+from ...engine.retire import retire
 
 
 def register(subparsers) -> None:

@@ -7,8 +7,11 @@ from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
-from .core.model import PROJECT_DIR
-from .runfiles import run_file_url
+from ..config import api_base_url
+from ..core.layout import PROJECT_COPY
+from ..core.model import PROJECT_DIR
+from ..core.rundesc import describe
+from ..core.urls import run_file_url
 
 
 class NotebookHtmlLink(BaseOperatorLink):
@@ -20,7 +23,6 @@ class NotebookHtmlLink(BaseOperatorLink):
         step, run = getattr(operator, "step", None), getattr(operator, "run", None)
         if step is None or not step.is_notebook or not isinstance(run, dict):
             return ""
-        from .core.rundesc import describe
 
         job_run = getattr(operator, "job_run", None)
         try:
@@ -32,8 +34,6 @@ class NotebookHtmlLink(BaseOperatorLink):
             return ""  # a notebook under /data/: its HTML is in the data folder
         inside = posixpath.relpath(container_path, PROJECT_DIR)
         html = posixpath.splitext(inside)[0] + ".html"
-        relative = f"{run_dir.name}/project/{html}"
-        from airflow.configuration import conf
+        relative = f"{run_dir.name}/{PROJECT_COPY}/{html}"
 
-        base = conf.get("api", "base_url", fallback="") or ""
-        return run_file_url(ti_key.dag_id, ti_key.run_id, relative, base)
+        return run_file_url(ti_key.dag_id, ti_key.run_id, relative, api_base_url())

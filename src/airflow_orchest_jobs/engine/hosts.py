@@ -30,11 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-#: Label naming the worker that started a step container.
-LABEL_WORKER = "orchest-jobs.worker"
-#: The step container labels this module reads (set by the step operator).
-LABEL_RUN = "orchest-jobs.run-uuid"
-LABEL_STEP = "orchest-jobs.step-uuid"
+from ..core.labels import LABEL_RUN, LABEL_STEP, LABEL_WORKER
+
 #: Environment variable naming this worker (set by the Celery hook for its processes).
 WORKER_VARIABLE = "ORCHEST_JOBS_WORKER"
 #: Seconds to reach another try's engine before taking its host to be gone.

@@ -17,8 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import quote
 
+from ..config import load_settings
 from ..core import confined
-from ..runfiles import URL_PREFIX, existing_run, open_run_folder, run_file_url
+from ..core.urls import URL_PREFIX, run_file_url
+from .api import root_path
+from .runfiles import existing_run, open_run_folder
 
 STATIC = Path(__file__).parent / "static"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -96,8 +99,6 @@ def create_router():
     from fastapi import APIRouter, Depends, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
-    from ..config import load_settings
-    from .api import root_path
 
     router = APIRouter()
     read = Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))

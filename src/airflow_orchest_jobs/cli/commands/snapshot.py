@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import load_settings
-from ..core.layout import StoreLayout
-from ..core.snapshot import SnapshotStore
+from ...config import load_settings
+from ...core.layout import StoreLayout
+from ...core.snapshot import SnapshotStore
 
 
 def register(subparsers) -> None:

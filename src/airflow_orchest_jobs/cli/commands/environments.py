@@ -7,7 +7,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import load_settings
+from ...config import load_settings
+from ...engine.images import (
+    DockerUnavailable,
+    build_environments,
+    docker_client,
+    environment_status,
+)
+from ...engine.orchest_layer import LayerError, parse_bases
 
 
 def register(subparsers) -> None:
@@ -57,9 +64,6 @@ def _docker_url(args: argparse.Namespace) -> str:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from ..images import DockerUnavailable, build_environments, docker_client
-    from ..orchest_layer import LayerError, parse_bases
-
     try:
         orchest_bases = parse_bases(args.base)
     except LayerError as exc:
@@ -82,8 +86,6 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..images import DockerUnavailable, docker_client, environment_status
-
     try:
         client = docker_client(_docker_url(args))
     except DockerUnavailable as exc:

@@ -1,7 +1,7 @@
 """Serve pipeline-run files (executed notebooks as HTML, step logs) from the api-server.
 
-Mounted by the plugin under ``/orchest-jobs``, with the job views' API and pages
-(``views/``: ``/api/v1/...``, ``/ui/...``). A request is answered only for a DAG run that
+Served by the plugin's app (``app.py``, under ``/orchest-jobs``) beside the job views' API
+and pages (``/api/v1/...``, ``/ui/...``). A request is answered only for a DAG run that
 exists in Airflow's database and whose DAG the user may read (task logs level); the
 run folder is the one ``StoreLayout`` names for exactly that DAG run (names are
 injective and never ``..``), and every component below it is opened from a directory
@@ -18,24 +18,17 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import quote
 
-from .core import confined
-from .core.layout import StoreLayout
+from ..core import confined
+from ..core.layout import StoreLayout
+from .data import get_dag_run
 
-URL_PREFIX = "/orchest-jobs"
 RUN_FILE_HEADERS = {
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; "
                                "style-src 'unsafe-inline'",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-
-
-def run_file_url(dag_id: str, run_id: str, relative: str, base_url: str = "") -> str:
-    """URL of a file inside a DAG run's run folder (``run-00003/project/x.html``)."""
-    return (f"{base_url.rstrip('/')}{URL_PREFIX}/runs/{quote(dag_id, safe='')}/"
-            f"{quote(run_id, safe='')}/{quote(relative)}")
 
 
 @contextmanager
@@ -82,8 +75,6 @@ def media_type(name: str) -> str:
 
 def existing_run(session, dag_id: str, run_id: str) -> bool:
     """Whether Airflow knows exactly this DAG run (ids compared as written)."""
-    from .views.data import get_dag_run
-
     found = get_dag_run(session, dag_id, run_id)
     return found is not None and found.dag_id == dag_id and found.run_id == run_id
 
@@ -94,41 +85,3 @@ def not_found(dag_id: str, run_id: str, relative: str):
     return HTTPException(404, f"no file {relative[:200]!r} in the run folder of "
                          f"{dag_id[:250]} {run_id[:250]} (deleted by retention, not "
                          "written yet, or not a regular file)")
-
-
-def create_app():
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.common.db.common import SessionDep
-    from airflow.api_fastapi.core_api.security import requires_access_dag
-    from fastapi import Depends, FastAPI
-    from fastapi.responses import StreamingResponse
-
-    from .config import load_settings
-
-    app = FastAPI(title="Orchest jobs: run files and job views")
-
-    @app.get(
-        "/runs/{dag_id}/{run_id}/{relative:path}",
-        dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))],
-    )
-    def run_file(dag_id: str, run_id: str, relative: str,
-                 session: SessionDep) -> StreamingResponse:
-        try:
-            names = confined.components(relative)
-        except confined.Refused:
-            raise not_found(dag_id, run_id, relative) from None
-        if not existing_run(session, dag_id, run_id):
-            raise not_found(dag_id, run_id, relative)
-        try:
-            fd, info = open_run_file(load_settings().store_dir, dag_id, run_id, names)
-        except confined.Refused:
-            raise not_found(dag_id, run_id, relative) from None
-        return StreamingResponse(confined.read_chunks(fd, info.st_size),
-                                 media_type=media_type(names[-1]), headers=RUN_FILE_HEADERS)
-
-    from .views.api import create_router as api_router
-    from .views.pages import create_router as pages_router
-
-    app.include_router(api_router())
-    app.include_router(pages_router())
-    return app

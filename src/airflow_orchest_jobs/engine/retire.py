@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.retention import apply_retention, collect_snapshots
+from ..core.retention import apply_retention, collect_snapshots
+from .images import docker_client, job_image_owner, release
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,6 @@ def retire(store_dir: Path, dag_id: str, keep: int | None, docker_url: str) -> R
     report = apply_retention(store_dir, dag_id, keep)
     freed = report.freed_bytes
     if report.released_jobs:
-        from .images import docker_client, job_image_owner, release
-
         client = docker_client(docker_url)
         for key in report.released_jobs:
             release(client, job_image_owner(store_dir, key))

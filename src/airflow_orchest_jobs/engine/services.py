@@ -19,12 +19,10 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from ..core.labels import LABEL_JOB, LABEL_RUN, LABEL_SERVICE
 from ..core.model import DATA_DIR, PROJECT_DIR
 from ..core.services import (
     HOLDER,
-    LABEL_JOB,
-    LABEL_RUN,
-    LABEL_SERVICE,
     ServiceSpec,
     extra_hosts,
     holder_name,

@@ -23,8 +23,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import load_settings, max_map_length
 from ..core.jobstate import CancelRecord, forget_cancels, record_cancel
-from .data import CANCEL_EVENT, CANCEL_JOB_RUN_EVENT, RERUN_EVENT, max_map_length
+from ..core.layout import StoreLayout
+from .data import CANCEL_EVENT, CANCEL_JOB_RUN_EVENT, RERUN_EVENT
 from .rows import RunRow, group_of
 
 RUNNING = ("running", "deferred", "up_for_reschedule", "awaiting_input", "restarting")
@@ -76,10 +78,7 @@ def rerun(session, dag_run, positions: Sequence[int], user: str) -> int:
 
 
 def _root(dag_run):
-    from ..config import load_settings
-    from .data import run_root
-
-    return run_root(load_settings().store_dir, dag_run.dag_id, dag_run.run_id)
+    return StoreLayout(load_settings().store_dir).job_run(dag_run.dag_id, dag_run.run_id)
 
 
 def _clear_number(dag_run) -> int:

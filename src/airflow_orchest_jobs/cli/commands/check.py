@@ -8,15 +8,15 @@ import logging
 import sys
 from pathlib import Path
 
-from ..config import load_settings
-from ..core.errors import OrchestError, problems_of
-from ..core.grid import Grid, load_parameters
-from ..core.job import DagKind
-from ..core.jobdef import job_definitions
-from ..core.pipeline import load_pipeline
-from ..core.project import JOB_SUFFIX, PIPELINE_SUFFIX, Project, parameters_file_for
-from ..core.scan import Scan, scan_project, scan_projects
-from ..core.warnings import unhonoured
+from ...config import load_settings
+from ...core.errors import OrchestError, problems_of
+from ...core.grid import Grid, load_parameters
+from ...core.job import DagKind
+from ...core.jobdef import job_definitions
+from ...core.pipeline import load_pipeline
+from ...core.project import JOB_SUFFIX, PIPELINE_SUFFIX, Project, parameters_file_for
+from ...core.scan import Scan, scan_project, scan_projects
+from ...core.warnings import unhonoured
 
 log = logging.getLogger("airflow_orchest_jobs.validate")
 

@@ -12,14 +12,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .core.errors import OrchestError
+from .. import __version__
+from ..core.errors import OrchestError
 
 COMMAND_MODULES = (
-    "airflow_orchest_jobs.commands.check",  # validate, grid
-    "airflow_orchest_jobs.commands.snapshot",  # snapshot create/checkout/list/delete/gc
-    "airflow_orchest_jobs.commands.environments",  # environments build/list
-    "airflow_orchest_jobs.commands.jobs",  # jobs show/clean
+    "airflow_orchest_jobs.cli.commands.check",  # validate, grid
+    "airflow_orchest_jobs.cli.commands.snapshot",  # snapshot create/checkout/list/delete/gc
+    "airflow_orchest_jobs.cli.commands.environments",  # environments build/list
+    "airflow_orchest_jobs.cli.commands.jobs",  # jobs show/clean
 )
 
 
@@ -53,6 +53,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import OrchestError, Problem
+from ..core.errors import OrchestError, Problem
 
 if TYPE_CHECKING:
     import docker
