@@ -21,6 +21,7 @@ from ..core.layout import StoreLayout
 from ..core.request import conf_cost_warning, resolve_request
 from ..core.rundesc import JobRun
 from ..core.scan import snapshot_pipeline
+from ..core.schedule import format_duration
 from ..core.services import job_services, service_image_refs
 from ..core.snapshot.store import SnapshotStore
 from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
@@ -76,6 +77,12 @@ class OrchestSnapshotOperator(BaseOperator):
                               removed)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
+        if request.pipeline_run_timeout or request.stop_on_first_failure:
+            self.log.info("Time limit per pipeline run: %s; stop at the first failed "
+                          "pipeline run: %s",
+                          format_duration(request.pipeline_run_timeout)
+                          if request.pipeline_run_timeout else "none",
+                          "yes" if request.stop_on_first_failure else "no")
 
         warning = conf_cost_warning(dag_run.conf,
                                     len(request.runs) * len(self.job.pipeline.steps))
