@@ -118,16 +118,26 @@ def cancel(session, dag_run, row: RunRow, user: str) -> int:
 
 
 def cancel_job_run(session, dag_run, rows: Sequence[RunRow], user: str) -> int:
-    """Cancel the whole job run: a job-run cancel record, then Airflow's "mark failed"
-    (running tasks ``failed`` and stopped, waiting ones ``skipped``, teardowns run).
-    Returns how many task instances changed."""
-    from airflow.api.common.mark_tasks import set_dag_run_state_to_failed
+    """Cancel the whole job run: a job-run cancel record, then what Airflow's "mark
+    failed" does (running tasks ``failed``, so Airflow stops them; waiting ones
+    ``skipped``; the teardowns run and ``finalize`` fails the DAG run), task instance by
+    task instance: Airflow's own marks every instance of a running mapped task failed,
+    finished pipeline runs included. Returns how many task instances changed."""
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.state import TaskInstanceState
+    from sqlalchemy import select
 
     dag = _dag_for(session, dag_run)
     record_cancel(_root(dag_run), CancelRecord.now(
         user, "pipeline-run view", clear_number=_clear_number(dag_run),
         failed_before=tuple(r.position for r in rows if r.state == "failed")))
     _log(session, CANCEL_JOB_RUN_EVENT, dag_run, user, {})
-    updated, _ = set_dag_run_state_to_failed(dag=dag, run_id=dag_run.run_id, commit=True,
-                                             session=session)
-    return len(updated)
+    changed = 0
+    for ti in session.scalars(select(TI).where(TI.dag_id == dag_run.dag_id,
+                                               TI.run_id == dag_run.run_id)).all():
+        task = dag.task_dict.get(ti.task_id)
+        if task is None or task.is_teardown or ti.state in FINISHED:
+            continue
+        new = TaskInstanceState.FAILED if ti.state in RUNNING else TaskInstanceState.SKIPPED
+        changed += bool(ti.set_state(new, session=session))
+    return changed
