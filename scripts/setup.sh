@@ -33,7 +33,13 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q -c constraints.txt -e '.[test]'
+if [ "${SETUP_REUSE_VENV:-0}" = 1 ]; then
+    # scripts/demo with DEMO_VENV: .venv is another checkout's; installing here would
+    # point its editable package at this checkout.
+    echo "setup: reusing the venv at .venv (no pip install)"
+else
+    .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+fi
 
 echo "setup: images"
 .venv/bin/python scripts/images.py

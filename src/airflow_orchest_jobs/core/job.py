@@ -19,6 +19,7 @@ from .project import JOB_SUFFIX, parameters_file_for
 from .schedule import Schedule, parse_duration, parse_schedule, parse_start_date
 from .textcheck import name_problem, path_problem, shown_text_problem
 from .variables import value_problems
+from .within import inside
 
 #: Seconds between a failed step and its retry (``step_retry_delay``'s default).
 DEFAULT_STEP_RETRY_DELAY = 30.0
@@ -195,12 +196,10 @@ def _inside_project(job_path: Path, field_name: str, value: str, project_dir: Pa
     if os.path.isabs(value):
         raise OrchestError.single(job_path, field_name, f"{value!r} is absolute; give a path "
                                   "relative to the project folder")
-    project = Path(os.path.abspath(project_dir))
-    target = Path(os.path.normpath(project / value))
-    real_project = Path(os.path.realpath(project))
-    real_target = Path(os.path.realpath(target))
-    if not (target == project or project in target.parents) or not (
-            real_target == real_project or real_project in real_target.parents):
+    project = os.path.abspath(project_dir)
+    target = os.path.normpath(os.path.join(project, value))
+    if not inside(target, project) or not inside(os.path.realpath(target),
+                                                 os.path.realpath(project)):
         raise OrchestError.single(job_path, field_name, f"{value!r} leaves the project folder; "
                                   "keep it inside the project")
-    return target
+    return Path(target)

@@ -21,3 +21,5 @@ LABEL_WORKER = "orchest-jobs.worker"
 LABEL_SERVICE = "orchest-jobs.service"
 #: Environment images built here: the environment.
 LABEL_ENVIRONMENT = "orchest-jobs.environment-uuid"
+#: The probe containers and images of ``airflow-orchest-jobs doctor`` (none outlives it).
+LABEL_DOCTOR = "orchest-jobs.doctor"

@@ -139,10 +139,9 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
     of labelled runs, the rest of the grid as JSON, the variables.
 
     What the form submits is folded back into the conf format by
-    ``views.triggerform.fold_form_conf``; a conf from the CLI is unchanged by it.
+    ``core.triggerform.fold_form_conf``; a conf from the CLI is unchanged by it.
     """
     from airflow.sdk import Param
-
 
     grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}

@@ -21,7 +21,6 @@ def create_app():
     from fastapi import Depends, FastAPI
     from fastapi.responses import StreamingResponse
 
-
     app = FastAPI(title="Orchest jobs: run files and job views")
 
     @app.get(
