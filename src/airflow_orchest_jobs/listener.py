@@ -29,8 +29,6 @@ ORCHEST_PREFIXES = ("orchest__", "orchest_job__")
 MANUAL = "manually set"
 FINALIZE = "finalize"
 FINISHED = ("success", "failed", "skipped", "upstream_failed", "removed")
-#: Finished states a cancel never changes (Airflow's "mark failed" does, see below).
-KEPT = ("success", "skipped", "upstream_failed", "removed")
 
 
 @hookimpl
@@ -57,11 +55,6 @@ def record_marked_failed(dag_run: Any) -> bool:
     session = object_session(dag_run)
     if session is None:
         return False
-    restored = restore_finished(session, dag_run)
-    if restored:
-        log.info("Kept %d finished pipeline-run task(s) of %s %s as they ended (Airflow's "
-                 "mark-failed set every instance of a running mapped task failed)", restored,
-                 dag_run.dag_id, dag_run.run_id)
     # Reads only, never flushing the request's pending changes: the request's transaction
     # holds the database's write lock from its first flush to its commit (one writer on
     # SQLite), so nothing here may lengthen it or fail it.
@@ -106,31 +99,3 @@ def _request_entry(session: Any, dag_run: Any, log_model: Any, select: Any
         log_model.event == "patch_dag_run").order_by(log_model.dttm.desc()).limit(1)).first()
     return (logged[0], logged[1] or "") if logged else (None, "")
 
-
-def restore_finished(session: Any, dag_run: Any) -> int:
-    """Undo what Airflow's "mark failed" does to the finished instances of a mapped task.
-
-    For a task instance that is running, Airflow marks the whole task failed: every map
-    index whose state is not ``failed``, including pipeline runs that had long ended
-    ``success`` (``mark_tasks.set_state`` with the task, not its map index). Those
-    instances get back the state they had before the request (read on a connection of
-    its own, which sees what was committed); only the ones that were unfinished stay
-    failed or skipped.
-    """
-    from airflow.models.taskinstance import TaskInstance as TI
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    where = (TI.dag_id == dag_run.dag_id, TI.run_id == dag_run.run_id, TI.map_index >= 0)
-    with create_session() as fresh:
-        before = {(task_id, map_index): None if state is None else str(state)
-                  for task_id, map_index, state in fresh.execute(
-                      select(TI.task_id, TI.map_index, TI.state).where(*where))}
-    restored = 0
-    with session.no_autoflush:
-        for ti in session.scalars(select(TI).where(*where, TI.state == "failed")):
-            was = before.get((ti.task_id, ti.map_index))
-            if was in KEPT:
-                ti.state = was
-                restored += 1
-    return restored
