@@ -145,3 +145,8 @@ def test_the_trigger_conf_overrides_the_timeout_and_the_stop_option(tmp_path):
     assert changed.pipeline_run_timeout == 300 and changed.stop_on_first_failure is False
     with pytest.raises(OrchestError, match="pipeline_run_timeout"):
         resolve_request(pipeline, {"pipeline_run_timeout": "later"}, default_parameters={})
+
+
+def test_paused_field(tmp_path):
+    assert _project(tmp_path / "a", {"pipeline": "main.orchest"}).paused is False
+    assert _project(tmp_path / "b", {"pipeline": "main.orchest", "paused": True}).paused is True

@@ -25,6 +25,7 @@ HEAVY = {
     "pydantic": "the api-server's request bodies only",
     "requests": "registry pushes only",
     "celery": "Celery workers only",
+    "psycopg2": "import --db only (reading Orchest's database)",
     "jsonschema": "only for an invalid file's messages (jsonschema_rs checks valid ones)",
     "jsonschema_rs": "loaded with the first schema check",
     "referencing": "only with jsonschema",

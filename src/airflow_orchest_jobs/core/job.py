@@ -68,6 +68,8 @@ class JobSpec:
     stop_on_first_failure: bool = False
     #: A cron job's first possible run (None: from now on).
     start_date: datetime | None = None
+    #: The DAG is created paused (Airflow's is_paused_upon_creation; later pauses are Airflow's).
+    paused: bool = False
 
 
 def job_name(path: Path) -> str:
@@ -153,6 +155,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
         step_retries=doc.get("step_retries", 0),
         stop_on_first_failure=doc.get("stop_on_first_failure", False),
         **timing,
+        paused=doc.get("paused", False),
     )
 
 

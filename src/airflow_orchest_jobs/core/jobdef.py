@@ -60,6 +60,8 @@ class JobDefinition:
     step_retry_delay: float = DEFAULT_STEP_RETRY_DELAY
     stop_on_first_failure: bool = False
     start_date: datetime | None = None
+    #: Created paused (a job file's ``"paused": true``).
+    paused: bool = False
 
     def job_key(self, run_id: str) -> str:
         """Whose snapshot a DAG run uses: the job's own, or a one-off job per DAG run."""
@@ -185,6 +187,7 @@ def job_definition(loaded: LoadedJob, states: JobStates, store_dir: Path,
         # A frozen job depends on its job file and its snapshot only, never on the project.
         source_files=(spec.path,) if frozen else (spec.path, *_source_files(pipeline, None)),
         frozen_snapshot=frozen,
+        paused=spec.paused,
     )
 
 

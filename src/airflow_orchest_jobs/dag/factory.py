@@ -276,7 +276,7 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
         catchup=job.catchup,
         tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.kind is DagKind.JOB
               else "orchest:pipeline"],
-        is_paused_upon_creation=False,
+        is_paused_upon_creation=job.paused,
         render_template_as_native_obj=False,
         **_run_limits(job),
         **_schedule_args(job),
