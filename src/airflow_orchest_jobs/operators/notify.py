@@ -21,6 +21,7 @@ from typing import Any
 from ..config import load_settings, max_map_length
 from ..core.job import DagKind
 from ..core.jobdef import JobDefinition
+from ..core.jobstate import CANCELLED, JobRunVerdict
 from ..core.layout import StoreLayout
 from ..core.naming import step_task_ids
 from ..core.notifications.events import (
@@ -161,15 +162,16 @@ def step_killed(store_dir: Path, desc: RunDescription, dag_run: Any) -> None:
 
 
 @_guarded("the job run's end")
-def job_run_ended(context: Mapping[str, Any], job: JobDefinition) -> None:
+def job_run_ended(context: Mapping[str, Any], job: JobDefinition,
+                  verdict: JobRunVerdict) -> None:
     settings, dag_run, ti = load_settings(), context["dag_run"], context["ti"]
     found = _notices(settings.store_dir, dag_run)
     if found is None:
         return
     notices, (facts, subscribers) = found
-    # The DAG run already marked failed when its last task starts: the user cancelled it.
-    state = getattr(dag_run, "state", None)
-    cancelled = str(getattr(state, "value", state)) == "failed"
+    # finalize's verdict (cancel records, core.jobstate) says whether the user cancelled
+    # the job run and which pipeline runs were cancelled rather than failed.
+    cancelled = verdict.outcome == CANCELLED
     states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]
                                 ).get(dag_run.run_id, {})
     outcomes = run_outcomes(states, max_map_length())
@@ -182,7 +184,9 @@ def job_run_ended(context: Mapping[str, Any], job: JobDefinition) -> None:
     for entry in sorted(read_run_index(root), key=lambda e: int(e.get("position", 0))):
         key = RunKey.from_dict(entry)
         outcome, failed_tasks = outcomes.get(key.position, ("cancelled", []))
-        if outcome == "failed" and not notices.emitted(
+        if verdict.runs.get(key.position) == CANCELLED:
+            outcome = "cancelled"
+        elif outcome == "failed" and not notices.emitted(
                 run_event_id(facts, key.position, "failed")) and (
                 cancelled or notices.killed_marker(key.position).exists()):
             outcome = "cancelled"  # stopped by a cancel, not failed on its own
