@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 #: The session's real Airflow deployment (fixture ``deployment``), started on first use.
-pytest_plugins = ["tests.deployment"]
+pytest_plugins = ["tests.postgres", "tests.deployment"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: The optional external Orchest corpus (test_corpus.py): $ORCHEST_CORPUS, else

@@ -1,7 +1,9 @@
 """One real Airflow deployment per test session: API server, scheduler, DAG processor.
 
 Airflow's own components run as subprocesses on 127.0.0.1 against a temporary
-AIRFLOW_HOME (SQLite, LocalExecutor with parallelism 8, so steps run side by side), with
+AIRFLOW_HOME (metadata in the session's PostgreSQL 15, ``tests/postgres.py``: on SQLite
+the api-server's writes failed with "database is locked" beside the scheduler's;
+LocalExecutor with parallelism 8, so steps run side by side), with
 the repository's ``dags/`` folder reading ``projects_dir``. Tests add projects of their
 own (unique names) and wait for the DAG processor to parse them (it re-parses the DAG
 file every few seconds). Started once, on first use, and stopped at the end of the
@@ -28,6 +30,8 @@ from typing import Any
 
 import pytest
 import requests
+
+from tests.postgres import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "secretpw"
@@ -229,7 +233,7 @@ def free_port() -> int:
 
 
 def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
-                image: str) -> dict[str, str]:
+                image: str, database: str) -> dict[str, str]:
     """The subprocesses' environment: no AIRFLOW__* from outside, only ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     base_url = f"http://127.0.0.1:{port}"
@@ -242,7 +246,7 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join([*python_path, str(REPO)]),
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -311,8 +315,8 @@ def cleanup_docker(store: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory,
-               images: dict[str, str]) -> Iterator[Deployment]:
+def deployment(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
+               postgres_server: PostgresServer) -> Iterator[Deployment]:
     """Airflow's API server, scheduler and DAG processor on 127.0.0.1, for the session."""
     home = tmp_path_factory.mktemp("airflow-deployment")
     # store and data are left for the plugin to create (it gives them to the step user).
@@ -320,7 +324,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory,
     projects.mkdir()
     port = free_port()
     deployment = Deployment(home=home, env=environment(home, port, projects, store, data,
-                                                       images["python"]),
+                                                       images["python"],
+                                                       postgres_server.database("airflow")),
                             base_url=f"http://127.0.0.1:{port}", projects_dir=projects,
                             store_dir=store, data_dir=data)
     migrate = deployment.airflow("db", "migrate", timeout=180)
