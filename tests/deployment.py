@@ -44,7 +44,7 @@ DENIED = "forbidden"
 DENIED_PATTERN = rf"orchest__[a-z0-9]*{DENIED}[a-z0-9]*__[a-z0-9_]+"
 AUTH_MANAGER = "tests.auth_manager.PerDagAuthManager"
 #: The deployment's ``[core] max_map_length`` (Airflow's default is 1024).
-MAX_MAP_LENGTH = 16
+MAX_MAP_LENGTH = 4
 #: Bounds (seconds): components up, a DAG parsed, a DAG run finished.
 START_TIMEOUT = 120
 PARSE_TIMEOUT = 120
@@ -251,7 +251,7 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
-        # Small mapped groups: a 40-run grid already crosses two group boundaries
+        # Small mapped groups: a 9-run grid already crosses two group boundaries
         # (tests/airflow/test_big_grid.py), so CI tests the multi-group path in seconds.
         "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
