@@ -33,7 +33,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q -c constraints.txt -e '.[test]'
+# pip runs only when what it installs changed since its last run here (the dependency
+# lists, or this checkout: the package is installed editable from it).
+stamp=.venv/.setup-installed
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $PWD"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+    echo "$want" > "$stamp"
+fi
 
 echo "setup: images"
 .venv/bin/python scripts/images.py
