@@ -138,7 +138,7 @@ class Deployment:
             response = self.api("GET", f"/dags/{dag_id}")
             return response.json() if response.status_code == 200 else None
 
-        dag = self.wait(f"the DAG processor to parse {dag_id}", parsed, PARSE_TIMEOUT, 2)
+        dag = self.wait(f"the DAG processor to parse {dag_id}", parsed, PARSE_TIMEOUT, 0.5)
         if unpause and dag["is_paused"]:
             self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
         return dag
@@ -172,7 +172,7 @@ class Deployment:
             run = self.dag_run(dag_id, run_id)
             return run if run["state"] in ("success", "failed") else None
 
-        return dict(self.wait(f"DAG run {run_id}", finished, timeout, 2))
+        return dict(self.wait(f"DAG run {run_id}", finished, timeout, 1))
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """``{"task_id[map_index]": task instance}`` of one DAG run."""
@@ -266,8 +266,9 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        # Tests add projects while the deployment runs: re-parse the DAG file often.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        # Tests add projects while the deployment runs: re-parse the DAG file often (a
+        # parse takes well under a second with the tests' projects).
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__ORCHEST_JOBS__PROJECTS_DIR": str(projects),
         "AIRFLOW__ORCHEST_JOBS__STORE_DIR": str(store),
