@@ -337,7 +337,7 @@ def summarize(results: dict) -> tuple[str, dict]:
 
 #: (label, file name suffix, function name): where a parse of ours spends its time.
 PROFILE_ROWS = [
-    ("build_dags (executing dags/orchest_jobs.py)", "airflow_orchest_jobs/factory.py",
+    ("build_dags (executing dags/orchest_jobs.py)", "airflow_orchest_jobs/dag/factory.py",
      "build_dags"),
     ("  scan_projects: read + validate the projects", "core/scan.py", "scan_projects"),
     ("    load_pipeline (x pipelines)", "core/pipeline.py", "load_pipeline"),
@@ -346,13 +346,13 @@ PROFILE_ROWS = [
     ("      check_pipeline (file checks, realpath)", "core/pipeline.py", "check_pipeline"),
     ("  JobDefinition.fingerprint (stat every source file)", "core/jobdef.py",
      "fingerprint"),
-    ("  orchest_dag (build the Airflow objects)", "airflow_orchest_jobs/factory.py",
+    ("  orchest_dag (build the Airflow objects)", "airflow_orchest_jobs/dag/factory.py",
      "orchest_dag"),
-    ("    step_task (OrchestStepOperator x steps)", "airflow_orchest_jobs/factory.py",
+    ("    step_task (OrchestStepOperator x steps)", "airflow_orchest_jobs/dag/factory.py",
      "step_task"),
-    ("    prepare_task (@task in the group)", "airflow_orchest_jobs/factory.py",
+    ("    prepare_task (@task in the group)", "airflow_orchest_jobs/dag/factory.py",
      "prepare_task"),
-    ("    finalize_task (@task teardown)", "airflow_orchest_jobs/factory.py", "finalize_task"),
+    ("    finalize_task (@task teardown)", "airflow_orchest_jobs/dag/factory.py", "finalize_task"),
     ("    Airflow: _get_parent_defaults (copies DAG params/default_args into each task)",
      "sdk/bases/operator.py", "_get_parent_defaults"),
     ("DagSerialization.to_dict (every DAG)", "serialization/serialized_objects.py", "to_dict"),

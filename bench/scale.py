@@ -375,7 +375,7 @@ def main() -> int:
         from airflow.configuration import conf
 
         from airflow_orchest_jobs.core.settings import Settings
-        from airflow_orchest_jobs.factory import build_dags
+        from airflow_orchest_jobs.dag.factory import build_dags
 
         max_map_length = conf.getint("core", "max_map_length")
         lanes = math.ceil(args.runs / max_map_length)

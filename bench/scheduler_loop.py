@@ -191,7 +191,7 @@ def main() -> int:
         from airflow.configuration import conf
 
         from airflow_orchest_jobs.core.settings import Settings
-        from airflow_orchest_jobs.factory import build_dags
+        from airflow_orchest_jobs.dag.factory import build_dags
 
         mml = conf.getint("core", "max_map_length")
         settings = Settings.from_environment()

@@ -9,6 +9,6 @@ every ``.orchest`` pipeline and ``.job.json`` job file found there into a DAG.
 import airflow.providers.docker.operators.docker
 import airflow.sdk  # noqa: F401
 
-from airflow_orchest_jobs.factory import build_dags
+from airflow_orchest_jobs.dag.factory import build_dags
 
 globals().update(build_dags())

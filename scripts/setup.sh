@@ -37,7 +37,11 @@ fi
 # lists, or this checkout: the package is installed editable from it).
 stamp=.venv/.setup-installed
 want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $PWD"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+if [ "${SETUP_REUSE_VENV:-0}" = 1 ]; then
+    # scripts/demo with DEMO_VENV: .venv is another checkout's; installing here would
+    # point its editable package at this checkout.
+    echo "setup: reusing the venv at .venv (no pip install)"
+elif [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install -q -c constraints.txt -e '.[test]'
     echo "$want" > "$stamp"
 fi

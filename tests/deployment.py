@@ -303,7 +303,7 @@ def cleanup_docker(store: Path) -> None:
     import docker
 
     from airflow_orchest_jobs.core.jobstate import JobStates
-    from airflow_orchest_jobs.images import job_image_owner, release
+    from airflow_orchest_jobs.engine.images import job_image_owner, release
 
     client = docker.from_env()
     for container in client.containers.list(all=True, filters={"label": "orchest-jobs.run-uuid"}):

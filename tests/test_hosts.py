@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_orchest_jobs.hosts import (
+from airflow_orchest_jobs.engine.hosts import (
     LABEL_RUN,
     LABEL_STEP,
     LABEL_WORKER,

@@ -18,8 +18,8 @@ import requests
 
 from airflow_orchest_jobs.core.errors import OrchestError
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.images import freeze, frozen_repository, release
-from airflow_orchest_jobs.registry import Registry, missing_image_message
+from airflow_orchest_jobs.engine.images import freeze, frozen_repository, release
+from airflow_orchest_jobs.engine.registry import Registry, missing_image_message
 from tests.deployment import free_port
 
 

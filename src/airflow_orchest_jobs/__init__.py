@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from . import _moved
+
+_moved.install()
+
 __all__ = ["OrchestStepOperator", "Settings", "__version__", "build_dags", "load_settings"]
 
 #: Public name -> the module that defines it (imported when the name is first read).
@@ -28,7 +32,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from .config import load_settings
     from .core.settings import Settings
-    from .factory import build_dags
+    from .dag.factory import build_dags
     from .operators.step import OrchestStepOperator
 else:  # hidden from type checkers, so that they still flag a name the package lacks
     def __getattr__(name: str) -> Any:

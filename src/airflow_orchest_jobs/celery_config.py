@@ -21,7 +21,8 @@ from typing import Any
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
 from celery.signals import celeryd_init, worker_ready
 
-from .hosts import WORKER_VARIABLE, sweep_worker
+from .config import load_settings
+from .engine.hosts import WORKER_VARIABLE, sweep_worker
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,6 @@ def sweep_on_ready(**_: Any) -> None:
     if not name:
         return
     try:
-        from .config import load_settings
-
         docker_url = load_settings().docker_url
         removed = sweep_worker(docker_url, name, _STARTED[0] if _STARTED else None)
     except Exception as exc:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from .links import NotebookHtmlLink
-from .runfiles import URL_PREFIX
-from .timetable import OrchestCronTimetable
+from .core.urls import URL_PREFIX
+from .dag.timetable import MovedOrchestCronTimetable, OrchestCronTimetable
+from .operators.links import NotebookHtmlLink
 
 
 class _LazyApp:
@@ -17,7 +17,7 @@ class _LazyApp:
 
     def _get(self):
         if self._app is None:
-            from .runfiles import create_app
+            from .web.app import create_app
 
             self._app = create_app()
         return self._app
@@ -41,4 +41,4 @@ class OrchestJobsPlugin(AirflowPlugin):
          "destination": "dag_run", "url_route": "orchest-pipeline-runs"},
     ]
     # The scheduler deserializes a custom timetable only when a plugin registers it.
-    timetables = [OrchestCronTimetable]
+    timetables = [OrchestCronTimetable, MovedOrchestCronTimetable]

@@ -10,8 +10,8 @@ import pytest
 from airflow_orchest_jobs.core.layout import safe_name
 from airflow_orchest_jobs.core.project import project_uuid
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.factory import build_dags
-from airflow_orchest_jobs.images import environment_image
+from airflow_orchest_jobs.dag.factory import build_dags
+from airflow_orchest_jobs.engine.images import environment_image
 from tests.airflow_helpers import run_dag, task_states
 from tests.example_project import GEN, write_example
 from tests.orchest_factory import ENV
@@ -154,7 +154,7 @@ def test_step_parameters_reach_the_step(env):
 
 
 def test_retention_keeps_the_newest_finished_runs(env, docker_client):
-    from airflow_orchest_jobs.images import frozen_repository, job_image_owner
+    from airflow_orchest_jobs.engine.images import frozen_repository, job_image_owner
 
     write_example(env.projects_dir, grid={"pipeline_parameters": {"size": [1, 2]}},
                   job={"pipeline": "main.orchest", "max_retained_pipeline_runs": 2,

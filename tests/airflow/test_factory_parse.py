@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.factory import build_dags
+from airflow_orchest_jobs.dag.factory import build_dags
 from tests.conftest import REPO
 from tests.example_project import GEN, write_example
 
@@ -39,7 +39,7 @@ def projects(tmp_path):
 
 
 def test_one_dag_per_pipeline_and_job_and_invalid_files_stay_local(projects, caplog):
-    caplog.set_level("WARNING", logger="airflow_orchest_jobs.factory")
+    caplog.set_level("WARNING", logger="airflow_orchest_jobs.dag.factory")
     dags = build_dags(_settings(projects))
     assert set(dags) == {"orchest__demo__main", "orchest_job__demo__nightly",
                          "orchest_invalid__broken__main.orchest"}
@@ -191,7 +191,7 @@ def test_parsing_loads_none_of_the_snapshot_stores_code(projects):
     folders = {"projects_dir": str(projects / "projects"), "store_dir": str(projects / "store")}
     code = ("import sys\n"
             "from airflow_orchest_jobs.core.settings import Settings\n"
-            "from airflow_orchest_jobs.factory import build_dags\n"
+            "from airflow_orchest_jobs.dag.factory import build_dags\n"
             f"dags = build_dags(Settings.from_mapping({folders!r}))\n"
             "assert 'orchest__demo__main' in dags\n"
             "prefix = 'airflow_orchest_jobs.core.snapshot.'\n"
@@ -240,7 +240,7 @@ def test_what_the_trigger_form_submits_is_a_valid_conf(projects):
 def test_an_exception_building_one_dag_is_its_placeholder(projects, monkeypatch):
     """Building each DAG is contained too: whatever one raises (here a bug, simulated in
     the builder) is that file's placeholder; the other DAGs are built."""
-    from airflow_orchest_jobs import factory
+    from airflow_orchest_jobs.dag import factory
 
     real = factory.orchest_dag
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from airflow_orchest_jobs.core.labels import LABEL_RUN
 from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.core.variables import pipeline_variable, project_variable
-from airflow_orchest_jobs.factory import build_dags
-from airflow_orchest_jobs.operators.step import LABEL_RUN
+from airflow_orchest_jobs.dag.factory import build_dags
 from tests.airflow_helpers import run_dag, task_states
 from tests.orchest_factory import ENV, pipeline_doc, step, write_project
 

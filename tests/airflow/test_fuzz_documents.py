@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from airflow_orchest_jobs.cli import main
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.factory import build_dags
+from airflow_orchest_jobs.dag.factory import build_dags
 from tests.orchest_factory import pipeline_doc, step, write_project
 
 pytestmark = pytest.mark.airflow

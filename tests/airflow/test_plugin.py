@@ -7,7 +7,8 @@ from importlib.metadata import entry_points
 import pytest
 
 from airflow_orchest_jobs.core.layout import StoreLayout
-from airflow_orchest_jobs.runfiles import resolve_run_file, run_file_url
+from airflow_orchest_jobs.core.urls import run_file_url
+from airflow_orchest_jobs.web.runfiles import resolve_run_file
 
 pytestmark = pytest.mark.airflow
 
@@ -68,7 +69,7 @@ def test_public_names_are_the_deep_ones():
     import airflow_orchest_jobs as aoj
     from airflow_orchest_jobs.config import load_settings
     from airflow_orchest_jobs.core.settings import Settings
-    from airflow_orchest_jobs.factory import build_dags
+    from airflow_orchest_jobs.dag.factory import build_dags
     from airflow_orchest_jobs.operators.step import OrchestStepOperator
 
     assert (aoj.build_dags, aoj.OrchestStepOperator, aoj.load_settings, aoj.Settings) == \
@@ -82,7 +83,7 @@ def test_validate_and_the_dags_read_one_settings_path(tmp_path, monkeypatch, cap
     from airflow.configuration import conf
 
     from airflow_orchest_jobs.cli import main
-    from airflow_orchest_jobs.factory import build_dags
+    from airflow_orchest_jobs.dag.factory import build_dags
     from tests.orchest_factory import pipeline_doc, step, write_project
 
     doc = pipeline_doc([step("s", "s.py", environment="only-in-cfg")])
@@ -137,12 +138,12 @@ def test_app_requires_auth_and_sandboxes_html(tmp_path, monkeypatch, airflow_hom
     from airflow.api_fastapi.core_api import security
     from fastapi.testclient import TestClient
 
-    from airflow_orchest_jobs import runfiles
-    from airflow_orchest_jobs.runfiles import create_app
+    from airflow_orchest_jobs.web import app as web_app
+    from airflow_orchest_jobs.web.app import create_app
 
     # The DAG run's existence in Airflow's database is checked for real in
     # tests/views/test_run_files_attacks.py; here it is taken as given.
-    monkeypatch.setattr(runfiles, "existing_run", lambda session, dag_id, run_id: True)
+    monkeypatch.setattr(web_app, "existing_run", lambda session, dag_id, run_id: True)
     monkeypatch.setenv("AIRFLOW__ORCHEST_JOBS__STORE_DIR", str(tmp_path))
     _run_folder(tmp_path)
     app = create_app()

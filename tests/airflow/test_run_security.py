@@ -16,7 +16,7 @@ import pytest
 
 from airflow_orchest_jobs.core.contract import step_log_path
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.factory import build_dags
+from airflow_orchest_jobs.dag.factory import build_dags
 from airflow_orchest_jobs.operators.steplog import (
     LineRedactor,
     open_log_file,

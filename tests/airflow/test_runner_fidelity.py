@@ -22,8 +22,8 @@ from airflow_orchest_jobs.cli import main as cli_main
 from airflow_orchest_jobs.core.contract import step_log_path
 from airflow_orchest_jobs.core.pipeline import load_pipeline
 from airflow_orchest_jobs.core.project import project_uuid
-from airflow_orchest_jobs.images import environment_image
-from airflow_orchest_jobs.orchest_layer import LayerError, orchest_base, parse_bases
+from airflow_orchest_jobs.engine.images import environment_image
+from airflow_orchest_jobs.engine.orchest_layer import LayerError, orchest_base, parse_bases
 from tests.airflow.test_runtime import PIPELINE_UUID, make_run, step_dag
 from tests.airflow_helpers import run_dag, task_log, task_states
 from tests.conftest import _load_images_module

@@ -23,12 +23,13 @@ import pytest
 from airflow_orchest_jobs.cli import main as cli_main
 from airflow_orchest_jobs.core.contract import step_log_path
 from airflow_orchest_jobs.core.errors import OrchestError
+from airflow_orchest_jobs.core.labels import LABEL_RUN
 from airflow_orchest_jobs.core.model import Pipeline
 from airflow_orchest_jobs.core.pipeline import load_pipeline
 from airflow_orchest_jobs.core.plan import hand_over
 from airflow_orchest_jobs.core.project import project_uuid
 from airflow_orchest_jobs.core.settings import step_owner
-from airflow_orchest_jobs.images import (
+from airflow_orchest_jobs.engine.images import (
     DockerUnavailable,
     docker_client,
     environment_image,
@@ -36,7 +37,7 @@ from airflow_orchest_jobs.images import (
     release,
     resolve_images,
 )
-from airflow_orchest_jobs.operators.step import LABEL_RUN, OrchestStepOperator
+from airflow_orchest_jobs.operators.step import OrchestStepOperator
 from tests.airflow_helpers import run_dag, task_states
 from tests.orchest_factory import ENV, pipeline_doc, step, write_environment, write_project
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from airflow_orchest_jobs import timetable as timetable_module
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.factory import build_dags
-from airflow_orchest_jobs.timetable import OrchestCronTimetable
+from airflow_orchest_jobs.dag import timetable as timetable_module
+from airflow_orchest_jobs.dag.factory import build_dags
+from airflow_orchest_jobs.dag.timetable import OrchestCronTimetable
 from tests.conftest import REPO
 from tests.example_project import write_example
 
@@ -128,7 +128,7 @@ def test_serialization_round_trip_and_what_the_ui_shows(tmp_path):
     dag = build_dags(_settings(tmp_path))[DAG_ID]
     data = json.loads(json.dumps(DagSerialization.to_dict(dag)))
     assert data["dag"]["timetable"] == {
-        "__type": "airflow_orchest_jobs.timetable.OrchestCronTimetable",
+        "__type": "airflow_orchest_jobs.dag.timetable.OrchestCronTimetable",
         "__var": {"cron": "0 3 * * *", "grace": 60.0}}
     restored = DagSerialization.from_dict(data).timetable
     assert isinstance(restored, OrchestCronTimetable)

@@ -16,11 +16,9 @@ import pytest
 
 from airflow_orchest_jobs.cli import main
 from airflow_orchest_jobs.core.errors import OrchestError
+from airflow_orchest_jobs.core.labels import LABEL_JOB, LABEL_RUN, LABEL_SERVICE
 from airflow_orchest_jobs.core.pipeline import load_pipeline
 from airflow_orchest_jobs.core.services import (
-    LABEL_JOB,
-    LABEL_RUN,
-    LABEL_SERVICE,
     duplicate_port_problems,
     extra_hosts,
     holder_name,
@@ -29,7 +27,7 @@ from airflow_orchest_jobs.core.services import (
     service_image_refs,
     service_specs,
 )
-from airflow_orchest_jobs.operators.services import (
+from airflow_orchest_jobs.engine.services import (
     ServiceStartError,
     remove_leftovers,
     start_run_services,

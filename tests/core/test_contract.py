@@ -19,7 +19,7 @@ from airflow_orchest_jobs.core.contract import (
     step_working_dir,
 )
 from airflow_orchest_jobs.core.pipeline import load_pipeline
-from airflow_orchest_jobs.images import (
+from airflow_orchest_jobs.engine.images import (
     environment_image,
     frozen_repository,
     image_key,

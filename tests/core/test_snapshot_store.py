@@ -536,7 +536,7 @@ def test_remove_tree_handles_read_only_folders_and_links(tmp_path: Path) -> None
 
 
 def test_the_store_never_imports_airflow() -> None:
-    code = ("import sys, airflow_orchest_jobs.core.snapshot, airflow_orchest_jobs.commands"
+    code = ("import sys, airflow_orchest_jobs.core.snapshot, airflow_orchest_jobs.cli.commands"
             ".snapshot; print([m for m in sys.modules if m.split('.')[0] == 'airflow'])")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(SRC)}).stdout

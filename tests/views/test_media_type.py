@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_orchest_jobs.views.api import is_json_media_type
+from airflow_orchest_jobs.web.api import is_json_media_type
 
 
 @pytest.mark.parametrize("value", [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow_orchest_jobs.views.rows import (
+from airflow_orchest_jobs.web.rows import (
     TaskRecord,
     build_rows,
     columns,

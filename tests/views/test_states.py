@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_orchest_jobs.views.states import TaskState, run_state, step_state
+from airflow_orchest_jobs.web.states import TaskState, run_state, step_state
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CANCEL = T0 + timedelta(minutes=10)

@@ -10,13 +10,13 @@ import pytest
 
 from airflow_orchest_jobs.core.request import resolve_request
 from airflow_orchest_jobs.core.settings import Settings
-from airflow_orchest_jobs.factory import build_dags
-from airflow_orchest_jobs.views.triggerform import (
+from airflow_orchest_jobs.core.triggerform import (
     MAX_RUN_CHOICES,
     field_defaults,
     field_key,
     fold_form_conf,
 )
+from airflow_orchest_jobs.dag.factory import build_dags
 from tests.views import project
 
 A = field_key("pipeline_parameters", "a")

@@ -286,12 +286,12 @@ def test_ten_thousand_runs_are_paged_and_filtered_on_the_server(deployment, job_
 
     Last in this file: its job run would show in the overview's screenshot."""
     dag_id, _ = job_run
+    from airflow_orchest_jobs.core.layout import StoreLayout
     from airflow_orchest_jobs.core.plan import write_run_index
-    from airflow_orchest_jobs.views.data import run_root
 
     big = deployment.trigger(dag_id, {"runs": [999]}, prefix="big")  # refused: 12 runs
     deployment.wait_finished(dag_id, big)
-    write_run_index(run_root(deployment.store_dir, dag_id, big), [
+    write_run_index(StoreLayout(deployment.store_dir).job_run(dag_id, big), [
         {"index": i, "label": f"run {i} · a={i // 100}, b={i % 100}", "run_uuid": f"u{i}",
          "parameters": {"pipeline_parameters": {"a": i // 100},
                         project.COMPUTE: {"b": i % 100}}} for i in range(10_000)])

@@ -6,6 +6,7 @@
       snapshots/                 content-addressed project snapshots (SnapshotStore)
       jobs/<job key>.json        frozen jobs: snapshot id, pinned images (JobStates)
       runs/<dag id>/<run id>/    one job run: runs.json, run-00003/{pipeline.json,project/}
+                                 (StoreLayout.job_run; a pipeline run's folder: run_folder)
       run-slots/<scope>/         leases of whole-run limits (RunSlots)
 
 Ids become names with ``safe_name``, which is injective (``x:1`` and ``x_1`` never share
@@ -31,6 +32,12 @@ HASH_MARK = "~"
 #: The name of the empty id: ``%`` alone, which escaping never yields either.
 EMPTY = "%"
 _HASH_CHARS = 32
+#: A pipeline run's folder in its job run's folder is this and its grid index: ``run-00003``.
+RUN_FOLDER_PREFIX = "run-"
+#: In a pipeline run's folder: the project copy (``/project-dir`` in its containers) and
+#: the pipeline definition with its parameters (``/pipeline.json``).
+PROJECT_COPY = "project"
+RUN_DEFINITION = "pipeline.json"
 
 
 def safe_name(text: str) -> str:
@@ -79,9 +86,19 @@ def id_of(name: str) -> str | None:
     return text if safe_name(text) == name else None
 
 
+def run_folder_name(index: int) -> str:
+    """The name of grid run ``index``'s folder in its job run's folder."""
+    return f"{RUN_FOLDER_PREFIX}{index:05d}"
+
+
+def run_folder_index(name: str) -> int:
+    """The grid index of a pipeline run's folder name (``run-00003``: 3)."""
+    return int(name.removeprefix(RUN_FOLDER_PREFIX))
+
+
 def run_folder(run_root: Path, index: int) -> Path:
     """The folder of grid run ``index`` in a job run's folder."""
-    return run_root / f"run-{index:05d}"
+    return run_root / run_folder_name(index)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OrchestError
+from .failfast import clear_failure
 from .model import Pipeline
 from .request import RunRequest
 from .rundesc import JobRun, RunDescription, RunKey
 from .snapshot.fsops import write_atomically
+from .snapshot.store import SnapshotStore, remove_tree
 
 
 def run_uuid(job_run_key: str, index: int) -> str:
@@ -108,9 +110,6 @@ def prepare_run_folder(snapshots_root: Path, run: RunDescription,
     A retried or cleared run starts from a clean copy: nothing of a failed try leaks in.
     ``owner``: (uid, gid) to hand the copy to, when steps run as another user than us.
     """
-    from .failfast import clear_failure
-    from .snapshot.store import SnapshotStore, remove_tree
-
     clear_failure(run.run_dir)
     dest = run.project_dir
     if dest.exists():

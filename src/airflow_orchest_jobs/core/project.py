@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import OrchestError, Problem
 from .jsonfile import read_json
+from .snapshot.selection import ignore_rules
 
 PIPELINE_SUFFIX = ".orchest"
 PARAMETERS_SUFFIX = ".parameters.json"
@@ -68,8 +69,6 @@ class Project:
         """Regular files named ``*<suffix>`` under the project, skipping ignored folders and
         git-ignored paths. Names are matched first: every parse walks every project, and
         most files (step files, data) are neither pipelines nor jobs."""
-        from .snapshot.selection import ignore_rules  # git's semantics, as snapshots
-
         rules = ignore_rules(self.path)
         for folder, dirs, files in os.walk(self.path):
             rel_folder = os.path.relpath(folder, self.path)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .jobstate import JobStates
-from .layout import StoreLayout, safe_name
+from .layout import RUN_FOLDER_PREFIX, StoreLayout, run_folder_index, safe_name
+from .snapshot.store import SnapshotStore, remove_tree
 
 FINISHED = ".finished"
 
@@ -29,7 +30,7 @@ class PipelineRunFolder:
 
     @property
     def index(self) -> int:
-        return int(self.path.name.removeprefix("run-"))
+        return run_folder_index(self.path.name)
 
 
 @dataclass
@@ -38,10 +39,6 @@ class CleanReport:
     #: Job states dropped, with the snapshot each referenced.
     released_jobs: dict[str, str] = field(default_factory=dict)
     freed_bytes: int = 0
-
-
-def dag_runs_root(store_dir: Path, dag_id: str) -> Path:
-    return StoreLayout(store_dir).dag_runs(dag_id)
 
 
 def mark_finished(run_root: Path) -> None:
@@ -58,11 +55,11 @@ def _finished_at(run_root: Path) -> float | None:
 
 def pipeline_runs(store_dir: Path, dag_id: str) -> list[PipelineRunFolder]:
     """Every pipeline run folder of a DAG, oldest first (unfinished ones last)."""
-    root = dag_runs_root(store_dir, dag_id)
+    root = StoreLayout(store_dir).dag_runs(dag_id)
     found: list[PipelineRunFolder] = []
     for dag_run in sorted(p for p in root.glob("*") if p.is_dir()):
         finished = _finished_at(dag_run)
-        for folder in sorted(dag_run.glob("run-*")):
+        for folder in sorted(dag_run.glob(f"{RUN_FOLDER_PREFIX}*")):
             found.append(PipelineRunFolder(dag_run.name, folder, finished))
     return sorted(found, key=lambda r: (r.finished_at is None, r.finished_at or 0,
                                         r.dag_run, r.index))
@@ -79,8 +76,6 @@ def folder_size(path: Path) -> int:
 
 def apply_retention(store_dir: Path, dag_id: str, keep: int | None) -> CleanReport:
     """Delete all but the newest ``keep`` finished pipeline runs of ``dag_id``."""
-    from .snapshot.store import remove_tree
-
     report = CleanReport()
     if keep is None:
         return report
@@ -89,12 +84,12 @@ def apply_retention(store_dir: Path, dag_id: str, keep: int | None) -> CleanRepo
         report.freed_bytes += folder_size(run.path)
         remove_tree(run.path)
         report.deleted_runs.append(run.path)
-    root = dag_runs_root(store_dir, dag_id)
+    root = StoreLayout(store_dir).dag_runs(dag_id)
     states = JobStates(store_dir)
     prefix = f"{dag_id}/"  # one-off (per-run) job keys are "<dag_id>/<run_id>"
     one_off = [state for state in states.all() if state.job_key.startswith(prefix)]
     for dag_run in [p for p in root.glob("*") if p.is_dir()]:
-        if _finished_at(dag_run) is None or any(dag_run.glob("run-*")):
+        if _finished_at(dag_run) is None or any(dag_run.glob(f"{RUN_FOLDER_PREFIX}*")):
             continue
         remove_tree(dag_run)
         for state in one_off:
@@ -111,8 +106,6 @@ def collect_snapshots(store_dir: Path, candidates: set[str]) -> int:
     Only snapshots of released jobs are candidates: one made by hand with the CLI
     is never collected behind its owner's back.
     """
-    from .snapshot.store import SnapshotStore
-
     store = SnapshotStore(StoreLayout(store_dir).snapshots)
     referenced = {state.snapshot_id for state in JobStates(store_dir).all()}
     for snapshot_id in candidates - referenced:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .layout import run_folder
+from .layout import PROJECT_COPY, RUN_DEFINITION, run_folder
 
 
 @dataclass(frozen=True)
@@ -84,12 +84,12 @@ class RunDescription:
     @property
     def project_dir(self) -> Path:
         """The run's project copy (``/project-dir`` in its containers)."""
-        return self.run_dir / "project"
+        return self.run_dir / PROJECT_COPY
 
     @property
     def definition(self) -> Path:
         """The run's pipeline definition, parameters substituted (``/pipeline.json``)."""
-        return self.run_dir / "pipeline.json"
+        return self.run_dir / RUN_DEFINITION
 
     @property
     def run_uuid(self) -> str:

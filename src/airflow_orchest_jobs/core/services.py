@@ -1,6 +1,6 @@
 """Orchest services beside a pipeline run, as data: which run, in what order, and how.
 
-Pure (no Docker, no Airflow): :mod:`airflow_orchest_jobs.operators.services` turns these
+Pure (no Docker, no Airflow): :mod:`airflow_orchest_jobs.engine.services` turns these
 specs into containers. Facts carried over from Orchest (``services/orchest-api/app/app/
 core/sessions/_manifests.py``, ``lib/python/orchest-internals/.../utils.py``, SDK 0.3.11):
 
@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import OrchestError, Problem
+from .labels import LABEL_RUN, LABEL_SERVICE
 from .model import DATA_DIR, PROJECT_DIR, Pipeline
 
 #: Scope value of services that run in jobs (Orchest's non-interactive sessions).
@@ -42,10 +43,6 @@ ENVIRONMENT_PREFIX = "environment@"
 SERVICE_IMAGE_PREFIX = "service-image:"
 #: Bind keys Orchest allowed, and which host folder each one means.
 BIND_KINDS = (DATA_DIR, PROJECT_DIR)
-#: Labels on the holder and service containers (step containers share the run label).
-LABEL_RUN = "orchest-jobs.run-uuid"
-LABEL_SERVICE = "orchest-jobs.service"
-LABEL_JOB = "orchest-jobs.job"
 #: ``LABEL_SERVICE`` value of the container that owns a run's network namespace.
 HOLDER = "holder"
 #: Where every service hostname points: the run's shared loopback.

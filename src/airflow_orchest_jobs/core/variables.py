@@ -11,6 +11,7 @@ value forms as job variables: a string, ``{"airflow_variable": NAME}`` or
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -24,8 +25,6 @@ PREFIX = "orchest_env__"
 
 
 def _safe(text: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 

@@ -1,1 +1,4 @@
-"""Operators: the snapshot (job creation) operator and the Docker step operator."""
+"""Run time: the operators a job run's tasks are (snapshot, plan, services, steps, finalize).
+
+Imports Airflow, the core and the engine; never the web layer.
+"""

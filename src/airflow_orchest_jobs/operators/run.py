@@ -8,17 +8,26 @@ worker or a cancelled DAG run left behind.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.errors import OrchestError
+from ..core.labels import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, LABEL_STEP
 from ..core.layout import StoreLayout
+from ..core.plan import ensure_checkout
 from ..core.rundesc import RunDescription
 from ..core.runslots import RunSlots, Ticket
-from ..core.services import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, job_services
+from ..core.services import job_services, service_specs
+from ..engine.hosts import RECORDS, REMOTE_TIMEOUT, engine_identity, force_remove
+from ..engine.images import docker_client, image_key
+from ..engine.services import ServiceStartError, start_run_services, stop_run_services
 from .errors import user_error
+from .variables import run_variables
 
 if TYPE_CHECKING:
     from ..core.jobdef import JobDefinition
@@ -82,9 +91,6 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
     ``peers``: the run's other first tasks (task ids inside the group) that may make
     it; after a clear, the copy is made afresh only when they were cleared too.
     """
-    from ..core.errors import OrchestError
-    from ..core.plan import ensure_checkout
-
     group = ti.task_id.rpartition(".")[0]
     others = [f"{group}.{peer}" if group else peer for peer in peers]
     others = [task_id for task_id in others if task_id != ti.task_id]
@@ -110,12 +116,6 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
 
 def start_services(settings: Settings, job: JobDefinition, run: RunDescription) -> None:
     """Start the run's services (and the holder of its network namespace), or fail."""
-    from ..core.errors import OrchestError
-    from ..core.services import service_specs
-    from ..images import docker_client, image_key
-    from .services import ServiceStartError, start_run_services
-    from .step import run_variables
-
     try:
         specs = service_specs(job.pipeline, run.run_uuid, job.project.uuid)
     except OrchestError as exc:
@@ -138,9 +138,6 @@ def end_run(settings: Settings, run: RunDescription) -> None:
     """Stop the run's services and give its slots back (idempotent)."""
     RunSlots(settings.store_dir).release(run.run_uuid)
     if run.job.has_services:
-        from ..images import docker_client
-        from .services import stop_run_services
-
         removed = stop_run_services(docker_client(settings.docker_url), run.run_uuid)
         if removed:
             log.info("Stopped and removed %s", ", ".join(removed))
@@ -166,12 +163,8 @@ def remove_job_run_containers(settings: Settings, job_run_key: str, run_root: An
     """Every container left by the job run (steps, services, holders; labelled with
     ``job_run_key``), on this worker's engine and on every other engine its steps ran on
     (the engines recorded in its run folders); how many were removed."""
-    from ..images import docker_client
-
     cli = docker_client(settings.docker_url).api
     try:
-        from ..hosts import engine_identity
-
         local = engine_identity(cli)
         removed, steps = _remove_labelled(cli, job_run_key)
         if steps:
@@ -188,7 +181,6 @@ def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
     """Force-remove the job run's containers on one engine: (removed, of which steps)."""
     import docker.errors
 
-    from ..hosts import LABEL_STEP, force_remove
 
     removed = steps = 0
     for box in cli.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_run_key}"]}):
@@ -206,10 +198,6 @@ def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
 def _other_engines(run_root: Any, local: str) -> dict[str, str]:
     """{docker_url: engine identity} of the engines the job run's steps recorded, but
     this worker's."""
-    import json
-    from pathlib import Path
-
-    from ..hosts import RECORDS
 
     engines: dict[str, str] = {}
     for path in Path(run_root).glob(f"*/{RECORDS}/*.json"):
@@ -227,7 +215,6 @@ def _other_engines(run_root: Any, local: str) -> dict[str, str]:
 def _remove_remote(url: str, job_run_key: str) -> int:
     import docker
 
-    from ..hosts import REMOTE_TIMEOUT
 
     try:
         cli = docker.APIClient(base_url=url, timeout=REMOTE_TIMEOUT)
@@ -260,7 +247,6 @@ def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
 def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     import docker.errors
 
-    from ..images import docker_client
 
     client = docker_client(settings.docker_url)
     boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})

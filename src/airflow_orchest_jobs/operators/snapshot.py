@@ -9,19 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from ..config import load_settings
 from ..core.errors import OrchestError
 from ..core.job import SnapshotMode
 from ..core.jobstate import FrozenJob, JobStates
 from ..core.layout import StoreLayout
+from ..core.request import conf_cost_warning, resolve_request
 from ..core.rundesc import JobRun
-from ..core.services import job_services
-from ..core.variables import split_values
+from ..core.scan import snapshot_pipeline
+from ..core.services import job_services, service_image_refs
+from ..core.snapshot.store import SnapshotStore
+from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
+from ..core.variables import parse_level, pipeline_variable, project_variable, split_values
+from ..engine.images import docker_client, environment_ref, freeze, job_image_owner, resolve_images
 from .errors import user_error
+from .run import remove_dead_services
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,18 +36,8 @@ if TYPE_CHECKING:
     from ..core.settings import Settings
 
 
-def max_map_length() -> int:
-    """Airflow's ``[core] max_map_length``: instances one mapped group may have."""
-    from airflow.configuration import conf
-
-    return conf.getint("core", "max_map_length", fallback=1024)
-
-
 def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     """The validated trigger request of ``job`` (raises AirflowFailException)."""
-    from ..core.request import resolve_request
-    from ..views.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
-
     # The UI's form adds a field per parameter and picks runs as strings: fold them into
     # the documented conf (a conf from the CLI or the REST API passes unchanged).
     from_form = conf is not None and any(key.startswith(FIELD_PREFIX) for key in conf)
@@ -53,10 +49,6 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
                                source=f"{job.dag_id}: trigger conf")
     except OrchestError as exc:
         raise user_error(exc) from None
-
-
-def run_root(settings: Settings, dag_id: str, run_id: str) -> Path:
-    return StoreLayout(settings.store_dir).job_run(dag_id, run_id)
 
 
 class OrchestSnapshotOperator(BaseOperator):
@@ -72,21 +64,16 @@ class OrchestSnapshotOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Returns the job run's :class:`JobRun` (what all its pipeline runs share)."""
-        from ..config import load_settings
-
         settings = load_settings()
         dag_run = context["dag_run"]
         request = request_for(self.job, dag_run.conf)
         if job_services(self.job.pipeline.services):
-            from .run import remove_dead_services
-
             removed = remove_dead_services(settings, self.job.dag_id, context["ti"])
             if removed:
                 self.log.info("Removed %d service container(s) left by ended job runs",
                               removed)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
-        from ..core.request import conf_cost_warning
 
         warning = conf_cost_warning(dag_run.conf,
                                     len(request.runs) * len(self.job.pipeline.steps))
@@ -107,7 +94,8 @@ class OrchestSnapshotOperator(BaseOperator):
         return JobRun(
             job_key=key,
             job_run_key=f"{self.job.dag_id}/{dag_run.run_id}",
-            run_root=str(run_root(settings, self.job.dag_id, dag_run.run_id)),
+            run_root=str(StoreLayout(settings.store_dir).job_run(self.job.dag_id,
+                                                                dag_run.run_id)),
             snapshot_id=state.snapshot_id,
             pipeline_rel=str(self.job.pipeline.rel_path),
             images=state.images,
@@ -125,7 +113,6 @@ class OrchestSnapshotOperator(BaseOperator):
         """
         from airflow.sdk import Variable
 
-        from ..core.variables import parse_level, pipeline_variable, project_variable
 
         job = self.job
         keys = [project_variable(job.project.name),
@@ -144,17 +131,6 @@ class OrchestSnapshotOperator(BaseOperator):
         return found
 
     def _create_job(self, settings: Settings, key: str) -> FrozenJob:
-        from ..core.scan import snapshot_pipeline
-        from ..core.services import service_image_refs
-        from ..core.snapshot.store import SnapshotStore
-        from ..images import (
-            docker_client,
-            environment_ref,
-            freeze,
-            job_image_owner,
-            resolve_images,
-        )
-
         job = self.job
         refs = {**resolve_images(job.pipeline, job.project.uuid, settings.environment_images),
                 **service_image_refs(job.pipeline.services, lambda env: environment_ref(

@@ -21,6 +21,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 
+from ..config import load_settings
 from ..core.contract import (
     DATA_DIR,
     DEFINITION_PATH,
@@ -42,14 +44,19 @@ from ..core.contract import (
     step_working_dir,
 )
 from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
+from ..core.labels import LABEL_JOB, LABEL_PIPELINE, LABEL_PROJECT, LABEL_RUN, LABEL_STEP
 from ..core.rundesc import RunDescription, describe
-from ..core.services import LABEL_JOB
+from ..core.services import holder_name
 from ..core.settings import step_owner
-from ..hosts import claim_engine
-from ..images import describe_key, image_key, unreachable_message
-from ..links import NotebookHtmlLink
+from ..engine.hosts import claim_engine
+from ..engine.images import describe_key, image_key, unreachable_message
+from ..engine.registry import missing_image_message
 from .context import name_map_index
 from .errors import user_error
+from .links import NotebookHtmlLink
+from .run import check_out
+from .steplog import step_log
+from .variables import run_variables
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -57,15 +64,8 @@ if TYPE_CHECKING:
 
     from ..core.model import Pipeline, Step
 
-#: Labels on every step container (find or clean a run's containers by them).
-LABEL_RUN = "orchest-jobs.run-uuid"
 #: The names of the step's secret variables, for the notebook runner (not the values).
 SECRET_NAMES_VARIABLE = "ORCHEST_JOBS_SECRET_NAMES"
-#: The job run (``dag_id/run_id``), as on its services: ``finalize`` sweeps by it.
-LABEL_JOB_RUN = LABEL_JOB
-LABEL_STEP = "orchest-jobs.step-uuid"
-LABEL_PIPELINE = "orchest-jobs.pipeline-uuid"
-LABEL_PROJECT = "orchest-jobs.project-uuid"
 #: Seconds a step stopped by fail-fast gets after SIGTERM before the engine kills it.
 STOP_TIMEOUT = 5
 #: The same for a killed task (a cancel): well inside Airflow's 5 s between the task
@@ -171,9 +171,6 @@ class OrchestStepOperator(DockerOperator):
                 self._remove_container(stop=False)
 
     def _check_out(self, run: RunDescription, context: Context) -> None:
-        from ..config import load_settings
-        from .run import check_out
-
         check_out(load_settings(), run, step_owner(self.step_user, os.geteuid(), os.getegid()),
                   context["dag_run"], context["ti"], peers=self.checkout_peers or [])
 
@@ -262,7 +259,6 @@ class OrchestStepOperator(DockerOperator):
         """The run contract as DockerOperator settings."""
         from docker.types import Mount
 
-        from ..config import load_settings
 
         self._limits = load_settings()
         image = run.images.get(self.image_key)
@@ -272,8 +268,6 @@ class OrchestStepOperator(DockerOperator):
                              "freezes one")
         self.image = image
         if self.joins_run_namespace:
-            from ..core.services import holder_name
-
             self.network_mode = f"container:{holder_name(run.run_uuid)}"
         plain, private = run_variables(run)
         env = step_environment(plain, pipeline=self.pipeline, step=self.step,
@@ -308,7 +302,7 @@ class OrchestStepOperator(DockerOperator):
         self.mounts = list(self._step_mounts)
         self.labels = {LABEL_RUN: run.run_uuid, LABEL_STEP: self.step.uuid,
                        LABEL_PIPELINE: self.pipeline.uuid, LABEL_PROJECT: self.project_uuid,
-                       LABEL_JOB_RUN: run.job.job_run_key}
+                       LABEL_JOB: run.job.job_run_key}
         self._project_dir = run.project_dir
         self._log_relative = step_log_path(self.pipeline.uuid, self.step.uuid)
 
@@ -333,8 +327,6 @@ class OrchestStepOperator(DockerOperator):
             self.cli.inspect_image(self.image)
         except docker.errors.ImageNotFound:
             if self.image.startswith("sha256:"):
-                from ..registry import missing_image_message
-
                 raise user_error(missing_image_message(
                     self.image, describe_key(self.image_key), self.docker_url)) from None
             self.log.info("Pulling %s", self.image)
@@ -345,9 +337,6 @@ class OrchestStepOperator(DockerOperator):
         """Create, start and follow the step's container (docker-py's API, with the limits
         of ``[orchest_jobs]``); its output goes to the task log and, redacted, to the
         step's log file in the run's project copy."""
-        from collections import deque
-
-        from .steplog import step_log
 
         limits = self._limits
         host_config = self.cli.create_host_config(
@@ -448,71 +437,6 @@ def _skip(message: str) -> Exception:
 
     logging.getLogger(__name__).info(message)  # the reason, in the task log itself
     return AirflowSkipException(message)
-
-
-def run_variables(run: RunDescription) -> tuple[dict[str, str], dict[str, str]]:
-    """A run's environment variables with Orchest's precedence, as (plain, private).
-
-    Project, then pipeline variables (Airflow Variables named in ``env_sources``), then
-    the job's and the trigger conf's (``env`` and ``secret_env``), each overriding the
-    last. Project and pipeline values and every reference are private: masked in logs,
-    never in rendered fields.
-    """
-    from ..core.variables import merge_levels, parse_level, split_values
-
-    jobs_plain = dict(run.job.env)
-    jobs_refs = dict(run.job.secret_env)
-    levels = [parse_level(key, _variable_text(key)) for key in run.job.env_sources]
-    below = {k: v for k, v in merge_levels(levels).items()
-             if k not in jobs_plain and k not in jobs_refs}
-    below_plain, below_refs = split_values(below)
-    private = {**below_plain, **resolve_secrets({**below_refs, **jobs_refs})}
-    for value in below_plain.values():
-        if value:
-            _mask(value)
-    return jobs_plain, private
-
-
-def _variable_text(key: str) -> str | None:
-    from airflow.sdk import Variable
-
-    return Variable.get(key, default=None)
-
-
-def _mask(value: str) -> None:
-    from airflow.sdk.log import mask_secret
-
-    mask_secret(value)
-
-
-def resolve_secrets(references: Mapping[str, Any]) -> dict[str, str]:
-    """Variable values kept out of the project: from Airflow Variables or Connections.
-
-    ``{"airflow_variable": NAME}`` or ``{"airflow_connection": ID, "field": F}`` with F
-    one of uri (default), host, login, password, schema, port, extra.
-    """
-    if not references:
-        return {}
-    from airflow.sdk import Connection, Variable
-    from airflow.sdk.log import mask_secret
-
-    values: dict[str, str] = {}
-    for name, ref in references.items():
-        try:
-            if "airflow_variable" in ref:
-                value = Variable.get(ref["airflow_variable"])
-            else:
-                conn = Connection.get(ref["airflow_connection"])
-                field = ref.get("field") or "uri"
-                value = conn.get_uri() if field == "uri" else getattr(conn, field)
-        except Exception as exc:
-            what = ", ".join(f"{k}={v!r}" for k, v in ref.items())
-            raise RuntimeError(f"environment variable {name}: cannot read {what} "
-                               f"({type(exc).__name__}: {exc})") from exc
-        values[name] = "" if value is None else str(value)
-        if values[name]:
-            mask_secret(values[name])  # whatever its name: a step echoing it shows ***
-    return values
 
 
 @contextlib.contextmanager

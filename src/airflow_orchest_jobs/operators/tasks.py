@@ -15,10 +15,25 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from ..config import load_settings, max_map_length
 from ..core.errors import OrchestError
 from ..core.jobdef import JobDefinition
+from ..core.layout import StoreLayout
+from ..core.plan import plan_runs
+from ..core.retention import mark_finished
+from ..core.rundesc import JobRun, describe
+from ..core.settings import step_owner
+from ..engine.retire import retire
 from .context import MAP_INDEX_TEMPLATE, name_map_index
 from .errors import user_error
+from .run import (
+    admit_or_wait,
+    check_out,
+    end_job_run,
+    end_run,
+    remove_job_run_containers,
+    start_services,
+)
 
 #: The snapshot operator's task id: the plan reads the job run it returns.
 SNAPSHOT_TASK_ID = "snapshot"
@@ -40,9 +55,7 @@ class PlanOperator(BaseOperator):
         self.lanes = lanes
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        from ..core.plan import plan_runs
-        from ..core.rundesc import JobRun
-        from .snapshot import max_map_length, request_for
+        from .snapshot import request_for
 
         job_run = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK_ID)
         request = request_for(self.job, context["dag_run"].conf)
@@ -70,10 +83,6 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
     def prepare(run: dict[str, Any], job_run: dict[str, Any], dag_run=None, ti=None) -> None:
         from airflow.sdk import get_current_context
 
-        from ..config import load_settings
-        from ..core.rundesc import describe
-        from ..core.settings import step_owner
-        from .run import admit_or_wait, check_out, start_services
 
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
@@ -96,9 +105,6 @@ def cleanup_task(run, job_run):
     def cleanup(run: dict[str, Any], job_run: dict[str, Any]) -> None:
         from airflow.sdk import get_current_context
 
-        from ..config import load_settings
-        from ..core.rundesc import describe
-        from .run import end_run
 
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
@@ -161,14 +167,8 @@ class FinalizeOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ..config import load_settings
-        from ..core.retention import mark_finished
-        from ..retire import retire
-        from .run import end_job_run, remove_job_run_containers
-        from .snapshot import run_root
-
         settings, job, run_id = load_settings(), self.job, context["dag_run"].run_id
-        root = run_root(settings, job.dag_id, run_id)
+        root = StoreLayout(settings.store_dir).job_run(job.dag_id, run_id)
         try:
             removed = remove_job_run_containers(settings, f"{job.dag_id}/{run_id}", root)
         except Exception as exc:  # the engine gone: the run's own outcome still decides
