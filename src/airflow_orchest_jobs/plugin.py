@@ -33,7 +33,7 @@ class OrchestJobsPlugin(AirflowPlugin):
     name = "orchest_jobs"
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "Orchest jobs"}]
     operator_extra_links = [NotebookHtmlLink()]
-    # The job views (views/): a nav entry and a tab on every DAG run page, served by the app.
+    # The job views (web/): a nav entry and a tab on every DAG run page, served by the app.
     external_views = [
         {"name": "Orchest jobs", "href": f"{URL_PREFIX}/ui/jobs", "destination": "nav",
          "url_route": "orchest-jobs", "icon": f"{URL_PREFIX}/static/icon.svg"},

@@ -126,6 +126,17 @@ def test_job_dag_follows_the_job_file(projects):
     assert "orchest:job" in dag.tags
 
 
+def test_a_paused_job_file_creates_its_dag_paused(projects):
+    dags = build_dags(_settings(projects))
+    assert dags["orchest_job__demo__nightly"].is_paused_upon_creation is False
+    job = projects / "projects" / "demo" / "nightly.job.json"
+    job.write_text(json.dumps({"pipeline": "main.orchest", "schedule": "0 3 * * *",
+                               "paused": True}))
+    dags = build_dags(_settings(projects))
+    assert dags["orchest_job__demo__nightly"].is_paused_upon_creation is True
+    assert dags["orchest__demo__main"].is_paused_upon_creation is False
+
+
 def test_one_off_and_trigger_only_schedules(projects):
     job = projects / "projects" / "demo" / "nightly.job.json"
     job.write_text(json.dumps({"pipeline": "main.orchest", "schedule": "2030-01-02T03:04:05Z"}))

@@ -137,6 +137,22 @@ def test_serialization_round_trip_and_what_the_ui_shows(tmp_path):
     assert (lazy.summary, lazy.description) == ("0 3 * * * (UTC)", "At 03:00 (UTC)")
 
 
+def test_a_dag_serialized_before_the_layout_move_still_loads(tmp_path):
+    """Until the DAG processor re-serializes it, a DAG's row names the timetable's class by
+    its 0.1 path (``airflow_orchest_jobs.timetable``): the scheduler must still read it."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    write_example(tmp_path / "projects", job={"pipeline": "main.orchest",
+                                              "schedule": "0 3 * * *"})
+    dag = build_dags(_settings(tmp_path))[DAG_ID]
+    data = json.loads(json.dumps(DagSerialization.to_dict(dag)))
+    data["dag"]["timetable"]["__type"] = "airflow_orchest_jobs.timetable.OrchestCronTimetable"
+    restored = DagSerialization.from_dict(data).timetable
+    assert isinstance(restored, OrchestCronTimetable)
+    assert (restored.summary, restored.serialize()) == (dag.timetable.summary,
+                                                        dag.timetable.serialize())
+
+
 def test_one_off_and_trigger_only_jobs_keep_airflows_timetables(tmp_path):
     write_example(tmp_path / "projects", job={"pipeline": "main.orchest",
                                               "schedule": "2026-12-01T03:00:00Z"})

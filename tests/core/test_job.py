@@ -75,3 +75,8 @@ def test_job_on_a_broken_pipeline_points_at_it(tmp_path):
     scan = scan_project(Project(tmp_path))
     assert str(tmp_path / "x.job.json") in scan.problems
     assert "has problems of its own" in str(scan.problems[str(tmp_path / "x.job.json")][0])
+
+
+def test_paused_field(tmp_path):
+    assert _project(tmp_path / "a", {"pipeline": "main.orchest"}).paused is False
+    assert _project(tmp_path / "b", {"pipeline": "main.orchest", "paused": True}).paused is True

@@ -25,6 +25,7 @@ HEAVY = {
     "pydantic": "the api-server's request bodies only",
     "requests": "registry pushes only",
     "celery": "Celery workers only",
+    "psycopg2": "import --db only (reading Orchest's database)",
     "jsonschema": "only for an invalid file's messages (jsonschema_rs checks valid ones)",
     "jsonschema_rs": "loaded with the first schema check",
     "referencing": "only with jsonschema",
@@ -38,11 +39,22 @@ HEAVY = {
 }
 
 
-#: Our light modules that an import inside a function may still put off, and why.
+#: Our own modules an import inside a function may still put off, and why: what only runs
+#: later stays off the DAG-parsing path (the DAG processor parses in a fresh process each
+#: time; tests/airflow/test_factory_parse.py checks the store stays out of it).
 LAZY = {
     "airflow_orchest_jobs.web.app": "the api-server's app: the plugin builds it on the first "
                                     "request; the scheduler, workers and DAG processor never "
                                     "load the web layer",
+    "airflow_orchest_jobs.core.snapshot.store": "the store's code (objects, packs, checkout) "
+                                                "is not needed to parse DAGs",
+    "airflow_orchest_jobs.operators.run": "run time only (tasks, snapshot and step operators "
+                                          "are built while parsing)",
+    "airflow_orchest_jobs.operators.steplog": "run time only (inside the step operator)",
+    "airflow_orchest_jobs.engine.retire": "run time only (finalize)",
+    "airflow_orchest_jobs.core.retention": "run time only (finalize)",
+    "airflow_orchest_jobs.engine.registry": "pushes to [orchest_jobs] registry only",
+    "airflow_orchest_jobs.engine.orchest_layer": "`environments build --base` only",
 }
 
 

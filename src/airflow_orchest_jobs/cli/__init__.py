@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "airflow_orchest_jobs.cli.commands.snapshot",  # snapshot create/checkout/list/delete/gc
     "airflow_orchest_jobs.cli.commands.environments",  # environments build/list
     "airflow_orchest_jobs.cli.commands.jobs",  # jobs show/clean
+    "airflow_orchest_jobs.cli.commands.importer",  # import (from an Orchest installation)
     "airflow_orchest_jobs.cli.commands.doctor",  # doctor
 )
 

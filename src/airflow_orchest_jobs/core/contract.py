@@ -82,6 +82,18 @@ def step_working_dir(pipeline: Pipeline, step: Step) -> str:
     return posixpath.dirname(pipeline.step_container_path(step))
 
 
+def notebook_html(pipeline_rel: str, file_path: str) -> str | None:
+    """Where the runner writes a notebook step's HTML, relative to the project copy
+    (``pipeline_rel``: the pipeline file's path in the project); None for a notebook
+    outside the project (under /data/, its HTML is in the data folder)."""
+    if file_path.startswith("/"):
+        return None
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(pipeline_rel), file_path))
+    if path == ".." or path.startswith("../"):
+        return None
+    return posixpath.splitext(path)[0] + ".html"
+
+
 def step_log_path(pipeline_uuid: str, step_uuid: str) -> str:
     """Where the runner keeps a step's output, relative to the project copy (as Orchest)."""
     return f".orchest/pipelines/{pipeline_uuid}/logs/{step_uuid}.log"

@@ -18,6 +18,7 @@ from .project import JOB_SUFFIX, parameters_file_for
 from .schedule import Schedule, parse_schedule
 from .textcheck import name_problem, path_problem, shown_text_problem
 from .variables import value_problems
+from .within import inside
 
 
 class SnapshotMode(str, enum.Enum):
@@ -52,6 +53,8 @@ class JobSpec:
     #: Orchest's fail-fast: the first failed step stops the rest of its pipeline run.
     fail_fast: bool = True
     description: str = ""
+    #: The DAG is created paused (Airflow's is_paused_upon_creation; later pauses are Airflow's).
+    paused: bool = False
 
 
 def job_name(path: Path) -> str:
@@ -132,6 +135,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
         catchup=doc.get("catchup", False),
         fail_fast=doc.get("fail_fast", True),
         description=doc.get("description", ""),
+        paused=doc.get("paused", False),
     )
 
 
@@ -143,12 +147,10 @@ def _inside_project(job_path: Path, field_name: str, value: str, project_dir: Pa
     if os.path.isabs(value):
         raise OrchestError.single(job_path, field_name, f"{value!r} is absolute; give a path "
                                   "relative to the project folder")
-    project = Path(os.path.abspath(project_dir))
-    target = Path(os.path.normpath(project / value))
-    real_project = Path(os.path.realpath(project))
-    real_target = Path(os.path.realpath(target))
-    if not (target == project or project in target.parents) or not (
-            real_target == real_project or real_project in real_target.parents):
+    project = os.path.abspath(project_dir)
+    target = os.path.normpath(os.path.join(project, value))
+    if not inside(target, project) or not inside(os.path.realpath(target),
+                                                 os.path.realpath(project)):
         raise OrchestError.single(job_path, field_name, f"{value!r} leaves the project folder; "
                                   "keep it inside the project")
-    return target
+    return Path(target)

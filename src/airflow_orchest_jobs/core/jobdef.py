@@ -52,6 +52,8 @@ class JobDefinition:
     source_files: tuple[Path, ...] = ()
     #: Snapshot the DAG structure was read from (a frozen per-job job), else None.
     frozen_snapshot: str | None = None
+    #: Created paused (a job file's ``"paused": true``).
+    paused: bool = False
 
     def job_key(self, run_id: str) -> str:
         """Whose snapshot a DAG run uses: the job's own, or a one-off job per DAG run."""
@@ -171,6 +173,7 @@ def job_definition(loaded: LoadedJob, states: JobStates, store_dir: Path,
         # A frozen job depends on its job file and its snapshot only, never on the project.
         source_files=(spec.path,) if frozen else (spec.path, *_source_files(pipeline, None)),
         frozen_snapshot=frozen,
+        paused=spec.paused,
     )
 
 

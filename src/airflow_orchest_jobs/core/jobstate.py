@@ -6,9 +6,7 @@ so it survives restarts and several workers sharing the store agree on one snaps
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OrchestError
+from .flock import locked
 from .layout import StoreLayout
 from .snapshot.fsops import write_atomically
 
@@ -57,18 +56,13 @@ class JobStates:
 
     @contextmanager
     def locked(self, job_key: str) -> Iterator[None]:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path(job_key).with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as exc:
-            raise OrchestError.single(
+        def unwritable(exc: OSError) -> OrchestError:
+            return OrchestError.single(
                 self.root, "", f"store folder is not writable ({exc.strerror}); check "
-                "[orchest_jobs] store_dir and its free space") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+                "[orchest_jobs] store_dir and its free space")
+
+        with locked(self._path(job_key).with_suffix(".lock"), on_error=unwritable):
             yield
-        finally:
-            os.close(fd)
 
     def get_or_create(self, job_key: str, create: Callable[[], FrozenJob]
                       ) -> tuple[FrozenJob, bool]:

@@ -21,6 +21,7 @@ from .migrate import migrate
 from .model import DATA_DIR, Pipeline, PipelineSettings, Step
 from .services import service_problems
 from .textcheck import env_value_problem, name_problem, path_problem, shown_text_problem
+from .within import inside
 
 
 def load_pipeline(
@@ -218,7 +219,7 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
     # Strings, not Paths, from here: this runs for every step on every parse.
     host = pipeline.step_host_text(step)
     project = os.fspath(pipeline.project_dir)
-    if not _inside(host, project):
+    if not inside(host, project):
         return Problem(file, where, f"{raw!r} leaves the project folder; keep step files "
                        "inside the project (or under /data/)")
     if check_files:
@@ -235,15 +236,10 @@ def _check_file_path(pipeline: Pipeline, step: Step, data_dir: Path | None,
         if not stat.S_ISREG(mode):
             return Problem(file, where, f"{raw!r} does not exist (looked for {host}); create "
                            "the file or fix the path")
-        if not _inside(real, resolve.folder(project)):
+        if not inside(real, resolve.folder(project)):
             return Problem(file, where, f"{raw!r} is a link to {real}, outside the project; "
                            "copy the file into the project")
     return None
-
-
-def _inside(path: str, folder: str) -> bool:
-    """``path`` is ``folder`` or below it (both normalised)."""
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def find_cycle(pipeline: Pipeline) -> list[str] | None:

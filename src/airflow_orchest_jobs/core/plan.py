@@ -7,23 +7,21 @@ the step containers see as ``/project-dir``).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import math
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import OrchestError
 from .failfast import clear_failure
+from .flock import locked
 from .model import Pipeline
 from .request import RunRequest
 from .rundesc import JobRun, RunDescription, RunKey
 from .snapshot.fsops import write_atomically
-from .snapshot.store import SnapshotStore, remove_tree
 
 
 def run_uuid(job_run_key: str, index: int) -> str:
@@ -110,6 +108,8 @@ def prepare_run_folder(snapshots_root: Path, run: RunDescription,
     A retried or cleared run starts from a clean copy: nothing of a failed try leaks in.
     ``owner``: (uid, gid) to hand the copy to, when steps run as another user than us.
     """
+    from .snapshot.store import SnapshotStore, remove_tree
+
     clear_failure(run.run_dir)
     dest = run.project_dir
     if dest.exists():
@@ -133,7 +133,7 @@ def ensure_checkout(snapshots_root: Path, run: RunDescription, generation: int,
     whether this call made the copy.
     """
     marker = run.run_dir / CHECKOUT_MARKER
-    with _locked(run.run_dir / ".checkout.lock"):
+    with locked(run.run_dir / ".checkout.lock"):
         try:
             made_for = int(json.loads(marker.read_text())["generation"])
         except (FileNotFoundError, ValueError, KeyError, TypeError):
@@ -150,17 +150,6 @@ def ensure_checkout(snapshots_root: Path, run: RunDescription, generation: int,
 def _write_marker(marker: Path, generation: int) -> None:
     write_atomically(marker, json.dumps({"generation": generation}).encode(), marker.parent,
                      durable=False)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def hand_over(folder: Path, owner: tuple[int, int]) -> None:

@@ -11,15 +11,14 @@ runs are admitted in grid order. A lease whose DAG run has ended without giving 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .flock import locked_all
 from .layout import StoreLayout
 from .snapshot.fsops import write_atomically
 
@@ -141,17 +140,8 @@ class RunSlots:
     @contextlib.contextmanager
     def _locked(self, scopes: Sequence[str]) -> Iterator[None]:
         """Exclusive locks on the scopes, always taken in the same order (no deadlock)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fds = []
-        try:
-            for scope in sorted(set(scopes)):
-                fd = os.open(self.root / f"{scope}.lock", os.O_CREAT | os.O_RDWR, 0o644)
-                fds.append(fd)
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked_all([self.root / f"{scope}.lock" for scope in scopes]):
             yield
-        finally:
-            for fd in reversed(fds):
-                os.close(fd)
 
 
 def _describe(scope: str) -> str:

@@ -19,7 +19,6 @@ from .job import JobSpec, load_job, read_job_file
 from .model import Pipeline
 from .pipeline import load_pipeline
 from .project import Project, discover_projects, parameters_file_for
-from .snapshot.store import SnapshotStore
 from .textcheck import name_problem
 
 log = logging.getLogger("airflow_orchest_jobs.scan")
@@ -60,6 +59,8 @@ class Scan:
 def snapshot_pipeline(snapshots_root: Path, snapshot_id: str, pipeline_rel: str,
                       environment_images: Mapping[str, str]) -> Pipeline:
     """A pipeline as a snapshot holds it (from a read-only view of the store)."""
+    from .snapshot.store import SnapshotStore
+
     view = SnapshotStore(snapshots_root).view(snapshot_id)
     return load_pipeline(view.root / pipeline_rel, view.root,
                          environments=known_environments(Project(view.root),

@@ -138,10 +138,9 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
     of labelled runs, the rest of the grid as JSON, the variables.
 
     What the form submits is folded back into the conf format by
-    ``views.triggerform.fold_form_conf``; a conf from the CLI is unchanged by it.
+    ``core.triggerform.fold_form_conf``; a conf from the CLI is unchanged by it.
     """
     from airflow.sdk import Param
-
 
     grid_size = len(grid)
     titles = {k: s.title for k, s in job.pipeline.steps.items()}
@@ -257,7 +256,7 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
         catchup=job.catchup,
         tags=[*TAGS, f"project:{job.project.name}", "orchest:job" if job.kind is DagKind.JOB
               else "orchest:pipeline"],
-        is_paused_upon_creation=False,
+        is_paused_upon_creation=job.paused,
         render_template_as_native_obj=False,
         **_schedule_args(job),
     ) as dag:

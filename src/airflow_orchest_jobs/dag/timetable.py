@@ -87,4 +87,4 @@ class MovedOrchestCronTimetable(OrchestCronTimetable):
 
 
 MovedOrchestCronTimetable.__module__ = "airflow_orchest_jobs.timetable"
-MovedOrchestCronTimetable.__qualname__ = "OrchestCronTimetable"
+MovedOrchestCronTimetable.__name__ = MovedOrchestCronTimetable.__qualname__ = "OrchestCronTimetable"

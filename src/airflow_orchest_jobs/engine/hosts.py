@@ -19,17 +19,15 @@ Docker is imported inside functions only.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..core.flock import locked
 from ..core.labels import LABEL_RUN, LABEL_STEP, LABEL_WORKER
 
 #: Environment variable naming this worker (set by the Celery hook for its processes).
@@ -87,17 +85,6 @@ def force_remove(cli: Any, container_id: str) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _records(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
@@ -147,7 +134,7 @@ def claim_engine(cli: Any, docker_url: str | None, run_dir: str | Path, run_uuid
         logger.info("Removed %d container(s) of an earlier try of this step on this engine: %s",
                     len(left), ", ".join(c[:12] for c in left))
     path = Path(run_dir) / RECORDS / f"{step_uuid}.json"
-    with _locked(path):
+    with locked(path.with_suffix(".lock")):
         records = _records(path)
         for record in {r.get("engine"): r for r in records if r.get("engine")}.values():
             if record["engine"] == engine:

@@ -24,9 +24,6 @@ from ..core.labels import LABEL_ENVIRONMENT, LABEL_PROJECT
 from ..core.model import PROJECT_DIR, Pipeline, Step
 from ..core.project import Environment, Project
 from ..core.snapshot.selection import select
-from . import orchest_layer
-from .orchest_layer import SHARE_ROOT_KERNELS, orchest_base
-from .registry import push_frozen, release_pushed
 from .tarball import add_bytes, add_tree
 
 if TYPE_CHECKING:
@@ -164,7 +161,6 @@ def configured_registry(registry: str | None) -> str:
     """``registry``, or when None the configured ``[orchest_jobs] registry``."""
     if registry is not None:
         return registry
-
     return load_settings().registry
 
 
@@ -190,6 +186,8 @@ def freeze(client: docker.DockerClient, refs: Mapping[str, str], job_id: str,
     repository = frozen_repository(job_id)
     registry = configured_registry(registry)
     if registry:
+        from .registry import push_frozen
+
         return push_frozen(client, found, {k: _frozen_tag(k) for k in found}, repository,
                            registry)
     pinned: dict[str, str] = {}
@@ -210,6 +208,8 @@ def release(client: docker.DockerClient, job_id: str, registry: str | None = Non
     removed: list[str] = []
     registry = configured_registry(registry)
     if registry:
+        from .registry import release_pushed
+
         removed += release_pushed(client, repository, registry)
     for image in client.images.list(name=repository):
         for tag in image.tags:
@@ -231,6 +231,8 @@ def environment_dockerfile(base_image: str, project_uuid: str, env_uuid: str,
     """
     setup = "RUN bash < /orchest-setup/setup_script.sh && rm -rf /orchest-setup"
     if layer:
+        from .orchest_layer import SHARE_ROOT_KERNELS
+
         setup += " && " + SHARE_ROOT_KERNELS
     return "\n".join([
         f"FROM {base_image}",
@@ -293,6 +295,8 @@ def build_environment(
     Orchest's images and ``orchest_bases`` maps it (Orchest's name -> your image), the
     build starts from your image with Orchest's layout added (:mod:`.orchest_layer`).
     """
+    from . import orchest_layer
+
     properties = environment.folder / "properties.json"
     base = base_image or environment.base_image
     if not base:
@@ -352,6 +356,8 @@ def build_environment(
 
 def _build_fix(env_base: str, base: str, mapped: bool) -> str:
     """What to change after a failed build: the setup script, or the base."""
+    from .orchest_layer import orchest_base
+
     canonical = orchest_base(env_base)
     if canonical and not mapped:
         return (f"{env_base} is Orchest's image: build an Orchest-like image on a base you "

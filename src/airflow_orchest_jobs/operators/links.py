@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
 from airflow.sdk import BaseOperatorLink
 
 from ..config import api_base_url
+from ..core.contract import notebook_html
 from ..core.layout import PROJECT_COPY
-from ..core.model import PROJECT_DIR
 from ..core.rundesc import describe
 from ..core.urls import run_file_url
 
@@ -29,11 +28,9 @@ class NotebookHtmlLink(BaseOperatorLink):
             run_dir = describe(run, job_run if isinstance(job_run, dict) else None).run_dir
         except (KeyError, TypeError, ValueError):
             return ""  # not rendered (the task did not run)
-        container_path = operator.pipeline.step_container_path(step)
-        if not container_path.startswith(PROJECT_DIR + "/"):
+        html = notebook_html(operator.pipeline.rel_path.as_posix(), step.file_path)
+        if html is None:
             return ""  # a notebook under /data/: its HTML is in the data folder
-        inside = posixpath.relpath(container_path, PROJECT_DIR)
-        html = posixpath.splitext(inside)[0] + ".html"
         relative = f"{run_dir.name}/{PROJECT_COPY}/{html}"
 
         return run_file_url(ti_key.dag_id, ti_key.run_id, relative, api_base_url())

@@ -181,7 +181,6 @@ def _remove_labelled(cli: Any, job_run_key: str) -> tuple[int, int]:
     """Force-remove the job run's containers on one engine: (removed, of which steps)."""
     import docker.errors
 
-
     removed = steps = 0
     for box in cli.containers(all=True, filters={"label": [f"{LABEL_JOB}={job_run_key}"]}):
         try:
@@ -215,7 +214,6 @@ def _other_engines(run_root: Any, local: str) -> dict[str, str]:
 def _remove_remote(url: str, job_run_key: str) -> int:
     import docker
 
-
     try:
         cli = docker.APIClient(base_url=url, timeout=REMOTE_TIMEOUT)
     except docker.errors.DockerException as exc:
@@ -246,7 +244,6 @@ def remove_dead_services(settings: Settings, dag_id: str, ti: Any) -> int:
 
 def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     import docker.errors
-
 
     client = docker_client(settings.docker_url)
     boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})

@@ -22,12 +22,10 @@ from ..core.request import conf_cost_warning, resolve_request
 from ..core.rundesc import JobRun
 from ..core.scan import snapshot_pipeline
 from ..core.services import job_services, service_image_refs
-from ..core.snapshot.store import SnapshotStore
 from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
 from ..core.variables import parse_level, pipeline_variable, project_variable, split_values
 from ..engine.images import docker_client, environment_ref, freeze, job_image_owner, resolve_images
 from .errors import user_error
-from .run import remove_dead_services
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -68,6 +66,8 @@ class OrchestSnapshotOperator(BaseOperator):
         dag_run = context["dag_run"]
         request = request_for(self.job, dag_run.conf)
         if job_services(self.job.pipeline.services):
+            from .run import remove_dead_services
+
             removed = remove_dead_services(settings, self.job.dag_id, context["ti"])
             if removed:
                 self.log.info("Removed %d service container(s) left by ended job runs",
@@ -113,7 +113,6 @@ class OrchestSnapshotOperator(BaseOperator):
         """
         from airflow.sdk import Variable
 
-
         job = self.job
         keys = [project_variable(job.project.name),
                 pipeline_variable(job.project.name, job.pipeline.rel_path)]
@@ -131,6 +130,8 @@ class OrchestSnapshotOperator(BaseOperator):
         return found
 
     def _create_job(self, settings: Settings, key: str) -> FrozenJob:
+        from ..core.snapshot.store import SnapshotStore
+
         job = self.job
         refs = {**resolve_images(job.pipeline, job.project.uuid, settings.environment_images),
                 **service_image_refs(job.pipeline.services, lambda env: environment_ref(

@@ -54,8 +54,6 @@ from ..engine.registry import missing_image_message
 from .context import name_map_index
 from .errors import user_error
 from .links import NotebookHtmlLink
-from .run import check_out
-from .steplog import step_log
 from .variables import run_variables
 
 if TYPE_CHECKING:
@@ -171,6 +169,8 @@ class OrchestStepOperator(DockerOperator):
                 self._remove_container(stop=False)
 
     def _check_out(self, run: RunDescription, context: Context) -> None:
+        from .run import check_out
+
         check_out(load_settings(), run, step_owner(self.step_user, os.geteuid(), os.getegid()),
                   context["dag_run"], context["ti"], peers=self.checkout_peers or [])
 
@@ -258,7 +258,6 @@ class OrchestStepOperator(DockerOperator):
     def _configure(self, run: RunDescription) -> None:
         """The run contract as DockerOperator settings."""
         from docker.types import Mount
-
 
         self._limits = load_settings()
         image = run.images.get(self.image_key)
@@ -365,6 +364,8 @@ class OrchestStepOperator(DockerOperator):
                 text = line.decode(errors="replace").rstrip("\r\n")
                 self.log.info("%s", text)
                 tail.append(text)
+
+        from .steplog import step_log
 
         uid, gid = (int(part) for part in self.user.split(":"))
         with step_log(self._project_dir, self._log_relative, self._secret_values,

@@ -80,7 +80,6 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
     """The table: one query for the task instances, the rest in memory, one page out."""
     from fastapi import HTTPException
 
-
     dag_run = data.get_dag_run(session, dag_id, run_id)
     if dag_run is None:
         raise HTTPException(404, f"no DAG run {run_id!r} of DAG {dag_id!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -19,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..core.contract import notebook_html
 from ..core.jobstate import JobStates
 from ..core.layout import RUN_DEFINITION, StoreLayout, run_folder
 from ..core.naming import step_task_ids
@@ -106,12 +106,8 @@ def pipeline_steps(root: Path, entries: Sequence[dict[str, Any]], rel: str | Non
     out = []
     for key, step in steps.items():
         file_path = str(step.get("file_path") or "")
-        html = None
-        if rel is not None and file_path.lower().endswith(".ipynb") \
-                and not file_path.startswith("/"):
-            inside = posixpath.normpath(posixpath.join(posixpath.dirname(rel), file_path))
-            if not inside.startswith("../"):
-                html = posixpath.splitext(inside)[0] + ".html"
+        html = (notebook_html(rel, file_path)
+                if rel is not None and file_path.lower().endswith(".ipynb") else None)
         out.append(StepInfo(key, str(step.get("title") or key), ids[key], file_path, html))
     return out
 

@@ -98,7 +98,6 @@ def create_router():
     from fastapi import APIRouter, Depends, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse
 
-
     router = APIRouter()
     read = Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import stat
@@ -41,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OrchestError
+from ..flock import locked
 from .checkout import materialise
 from .copy import Copier
 from .fsops import write_atomically
@@ -124,14 +124,11 @@ class SnapshotStore:
             for folder in (self.objects.dir, self.objects.packs, self.manifests,
                            self.cache_dir, self.tmp):
                 folder.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / "lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             raise self._store_error(exc) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        with locked(self.root / "lock", shared=not exclusive, mode=0o666,
+                    on_error=self._store_error):
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     # -- create -----------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ lacks. Docker is imported inside functions only.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -34,11 +33,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...core.flock import locked
 from ..tarball import root_readable
 
 if TYPE_CHECKING:
@@ -214,17 +214,6 @@ def _pip(target: Path, *args: str) -> None:
             "wheels (PIP_FIND_LINKS=DIR PIP_NO_INDEX=1)")
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def host_packages(facts: BaseFacts, echo: Callable[[str], None] = lambda line: None) -> Path:
     """The layer's Python packages for ``facts``' Python: ``site/`` and ``jupyter/``.
 
@@ -236,7 +225,7 @@ def host_packages(facts: BaseFacts, echo: Callable[[str], None] = lambda line: N
          _pip_settings()]).encode()).hexdigest()[:16]
     root = cache_root()
     done = root / key
-    with _locked(root):
+    with locked(root / ".lock"):
         if (done / "site").is_dir():
             return done
         echo(f"fetching {SDK_PACKAGE} and {', '.join(LAYER_PACKAGES)} for Python "
