@@ -306,7 +306,9 @@ def cleanup_docker(store: Path) -> None:
     from airflow_orchest_jobs.engine.images import job_image_owner, release
 
     client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": "orchest-jobs.run-uuid"}):
+    # ignore_removed: containers of other tests on the shared engine may go meanwhile.
+    for container in client.containers.list(all=True, filters={"label": "orchest-jobs.run-uuid"},
+                                            ignore_removed=True):
         mounts = " ".join(m.get("Source", "") for m in container.attrs.get("Mounts", []))
         if str(store) in mounts or not mounts:
             with contextlib.suppress(docker.errors.APIError):

@@ -1,12 +1,16 @@
-"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable."""
+"""The Airflow plugin: the run-files app on the api-server, the notebook link, the timetable,
+the webhook delivery loop, the listener that records a job run marked failed in Airflow as
+cancelled."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from . import listener
 from .core.urls import URL_PREFIX
 from .dag.timetable import MovedOrchestCronTimetable, OrchestCronTimetable
 from .operators.links import NotebookHtmlLink
+from .webhooks.listener import listener as webhook_delivery
 
 
 class _LazyApp:
@@ -42,3 +46,6 @@ class OrchestJobsPlugin(AirflowPlugin):
     ]
     # The scheduler deserializes a custom timetable only when a plugin registers it.
     timetables = [OrchestCronTimetable, MovedOrchestCronTimetable]
+    # Webhooks: the scheduler (and triggerer) deliver the outbox (webhooks/listener.py);
+    # "mark failed" on a running job run is a cancel (listener.py).
+    listeners = [webhook_delivery, listener]

@@ -4,8 +4,9 @@ ends not-``success`` and no container of it is left on the engine.
 One two-step pipeline (``a`` sleeps, then ``b``), four DAG runs side by side, each
 cancelled at another moment: right after the trigger (before ``snapshot`` ends), once
 ``snapshot`` succeeded (``plan`` queued or running), while ``a`` runs (Airflow's REST API,
-``PATCH .../dagRuns/{run}`` state=failed), and while ``a`` runs through the plugin's
-"Cancel run N" (``POST .../pipelineRuns/0/cancel``).
+``PATCH .../dagRuns/{run}`` state=failed), and while ``a`` runs through the pipeline-run
+view's "Cancel job run" (``POST .../dagRuns/{run}/cancel``). (Cancelling one pipeline
+run is no job-run cancel: ``test_job_run_states.py``.)
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _plugin_cancel(deployment: Deployment, dag_id: str, run_id: str) -> None:
         deployment.login()
     response = requests.post(
         f"{deployment.base_url}/orchest-jobs/api/v1/dags/{dag_id}/dagRuns/{run_id}"
-        "/pipelineRuns/0/cancel", json={}, timeout=60,
+        "/cancel", json={}, timeout=60,
         headers={"Authorization": f"Bearer {deployment.token}"})
     assert response.status_code == 200, response.text
 

@@ -126,6 +126,33 @@ def test_job_dag_follows_the_job_file(projects):
     assert "orchest:job" in dag.tags
 
 
+def test_the_job_options_shape_the_dag(projects, monkeypatch):
+    """No overlap, start date, retries explicit on step tasks (a deployment's default is
+    not a user step's), the time limit and the stop option in the trigger form."""
+    from datetime import timedelta
+
+    monkeypatch.setenv("AIRFLOW__CORE__DEFAULT_TASK_RETRIES", "4")
+    job = projects / "projects" / "demo" / "nightly.job.json"
+    job.write_text(json.dumps({"pipeline": "main.orchest", "schedule": "0 3 * * *",
+                               "max_active_job_runs": 1, "start_date": "2030-05-06",
+                               "step_retries": 2, "step_retry_delay": "10s",
+                               "pipeline_run_timeout": "2h", "stop_on_first_failure": True}))
+    dag = build_dags(_settings(projects))["orchest_job__demo__nightly"]
+    assert dag.max_active_runs == 1
+    assert dag.start_date.isoformat().startswith("2030-05-06T00:00:00")
+    steps = [t for t in dag.tasks if type(t).__name__ == "OrchestStepOperator"]
+    assert steps and {(t.retries, t.step_retries, t.retry_delay) for t in steps} == {
+        (4, 2, timedelta(seconds=10))}
+    assert dag.params["pipeline_run_timeout"] == "2h"
+    assert dag.params["stop_on_first_failure"] is True
+    job.write_text(json.dumps({"pipeline": "main.orchest", "schedule": "0 3 * * *"}))
+    dag = build_dags(_settings(projects))["orchest_job__demo__nightly"]
+    steps = [t for t in dag.tasks if type(t).__name__ == "OrchestStepOperator"]
+    assert {t.step_retries for t in steps} == {0}  # a failure of the step is final
+    assert dag.params["pipeline_run_timeout"] is None
+    assert dag.params["stop_on_first_failure"] is False
+
+
 def test_a_paused_job_file_creates_its_dag_paused(projects):
     dags = build_dags(_settings(projects))
     assert dags["orchest_job__demo__nightly"].is_paused_upon_creation is False

@@ -27,7 +27,7 @@ def test_provider_declares_the_config_section():
     assert set(options) == {"projects_dir", "store_dir", "data_dir", "environment_images",
                             "network_mode", "docker_url", "step_user",
                             "max_parallel_pipeline_runs", "registry", "step_memory_limit",
-                            "step_pids_limit", "step_tmp_size"}
+                            "step_pids_limit", "step_tmp_size", "webhooks"}
     for key, option in options.items():  # typed, with an example, for `airflow config`
         assert option["type"] in ("string", "integer"), key
         assert option["example"], key

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_orchest_jobs.core.contract import step_log_path
+from airflow_orchest_jobs.core.jobstate import job_run_verdict
 from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.dag.factory import build_dags
 from airflow_orchest_jobs.operators.steplog import (
@@ -22,7 +23,6 @@ from airflow_orchest_jobs.operators.steplog import (
     open_log_file,
     secret_patterns,
 )
-from airflow_orchest_jobs.operators.tasks import job_run_verdict
 from tests.airflow_helpers import run_dag, task_states
 from tests.orchest_factory import pipeline_doc, step, write_project
 
@@ -217,10 +217,10 @@ def test_the_verdict_of_a_job_run():
     ok = {"snapshot": "success", "plan": "success", "plan_slice_1": "success",
           "pipeline_run.a_0": "success", "pipeline_run.cleanup_0": "failed",
           "finalize": "running"}
-    assert job_run_verdict(ok, tasks, ignored) is None
+    assert job_run_verdict(ok, tasks, ignored, max_map_length=16).message is None
     cancelled_early = {"snapshot": "skipped", "plan": "skipped", "pipeline_run.a": "skipped"}
-    verdict = job_run_verdict(cancelled_early, tasks, ignored)
+    verdict = job_run_verdict(cancelled_early, tasks, ignored, max_map_length=16).message
     assert verdict and "3 task(s) skipped" in verdict and "cancelled" in verdict
     cancelled_in_step = {**ok, "pipeline_run.a_1": "failed", "pipeline_run.b_1": "skipped"}
-    verdict = job_run_verdict(cancelled_in_step, tasks, ignored)
+    verdict = job_run_verdict(cancelled_in_step, tasks, ignored, max_map_length=16).message
     assert verdict and "pipeline_run.a[1]" in verdict and "pipeline_run.b[1]" in verdict

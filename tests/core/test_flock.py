@@ -51,3 +51,13 @@ def test_several_locks_at_once(tmp_path):
     with locked_all(paths):
         assert held(tmp_path / "a.lock") and held(tmp_path / "b.lock")
     assert not held(tmp_path / "a.lock")
+
+
+def test_a_lock_held_elsewhere_is_not_waited_for_when_not_blocking(tmp_path):
+    path = tmp_path / "slot.lock"
+    with locked(path) as first:
+        assert first is True
+        with locked(path, blocking=False) as second:
+            assert second is False
+    with locked(path, blocking=False) as again:
+        assert again is True and held(path)

@@ -77,6 +77,76 @@ def test_job_on_a_broken_pipeline_points_at_it(tmp_path):
     assert "has problems of its own" in str(scan.problems[str(tmp_path / "x.job.json")][0])
 
 
+def test_job_options_orchests_users_asked_for(tmp_path):
+    spec = _project(tmp_path, {"pipeline": "main.orchest", "schedule": "0 3 * * *",
+                               "max_active_job_runs": 1, "pipeline_run_timeout": "1h30m",
+                               "step_retries": 2, "step_retry_delay": "5s",
+                               "stop_on_first_failure": True, "start_date": "2030-01-02"})
+    assert spec.max_active_job_runs == 1 and spec.pipeline_run_timeout == 5400
+    assert spec.step_retries == 2 and spec.step_retry_delay == 5
+    assert spec.stop_on_first_failure is True
+    assert spec.start_date == datetime(2030, 1, 2, tzinfo=timezone.utc)
+    plain = _project(tmp_path / "b", {"pipeline": "main.orchest"})
+    assert (plain.max_active_job_runs, plain.pipeline_run_timeout, plain.step_retries,
+            plain.stop_on_first_failure, plain.start_date) == (None, None, 0, False, None)
+    assert _project(tmp_path / "c", {"pipeline": "main.orchest",
+                                     "pipeline_run_timeout": 600}).pipeline_run_timeout == 600
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("pipeline_run_timeout", "2 hours", "not a duration"),
+    ("pipeline_run_timeout", 0, "at least 1"),
+    ("step_retries", -1, "at least 0"),
+    ("step_retries", "3", "whole number"),
+    ("max_active_job_runs", 0, "at least 1"),
+    ("stop_on_first_failure", "yes", "true or false"),
+    ("start_date", "tomorrow", "ISO-8601"),
+    ("step_retry_delay", "soon", "not a duration"),
+])
+def test_bad_job_options_name_file_field_and_fix(tmp_path, field, value, says):
+    job = {"pipeline": "main.orchest", "schedule": "@daily", field: value}
+    with pytest.raises(OrchestError) as caught:
+        _project(tmp_path, job)
+    [problem] = caught.value.problems
+    assert problem.file.endswith("nightly.job.json") and problem.where == field
+    assert says in problem.message
+
+
+def test_a_start_date_needs_a_cron_schedule(tmp_path):
+    with pytest.raises(OrchestError) as caught:
+        _project(tmp_path, {"pipeline": "main.orchest", "start_date": "2030-01-01"})
+    assert "cron schedule" in str(caught.value)
+
+
+def test_durations():
+    from airflow_orchest_jobs.core.schedule import format_duration, parse_duration
+
+    assert parse_duration("90s") == 90 and parse_duration("2h") == 7200
+    assert parse_duration("1h30m") == 5400 and parse_duration(" 1D ") == 86400
+    assert parse_duration(0.5) == 0.5 and format_duration(5400) == "1h30m"
+    for bad in ("", "h", "2x", "1h 30", True, -3, [1]):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_the_trigger_conf_overrides_the_timeout_and_the_stop_option(tmp_path):
+    from airflow_orchest_jobs.core.request import resolve_request
+
+    doc = pipeline_doc([step("s1", "a.py")])
+    write_project(tmp_path, doc)
+    [loaded] = scan_project(Project(tmp_path)).pipelines
+    pipeline = loaded.pipeline
+    kept = resolve_request(pipeline, {}, default_parameters={}, default_timeout=60,
+                           default_stop_on_first_failure=True)
+    assert kept.pipeline_run_timeout == 60 and kept.stop_on_first_failure is True
+    changed = resolve_request(pipeline, {"pipeline_run_timeout": "5m",
+                                         "stop_on_first_failure": False},
+                              default_parameters={}, default_timeout=60)
+    assert changed.pipeline_run_timeout == 300 and changed.stop_on_first_failure is False
+    with pytest.raises(OrchestError, match="pipeline_run_timeout"):
+        resolve_request(pipeline, {"pipeline_run_timeout": "later"}, default_parameters={})
+
+
 def test_paused_field(tmp_path):
     assert _project(tmp_path / "a", {"pipeline": "main.orchest"}).paused is False
     assert _project(tmp_path / "b", {"pipeline": "main.orchest", "paused": True}).paused is True

@@ -46,12 +46,17 @@ LAZY = {
     "airflow_orchest_jobs.web.app": "the api-server's app: the plugin builds it on the first "
                                     "request; the scheduler, workers and DAG processor never "
                                     "load the web layer",
+    "airflow_orchest_jobs.web.data": "the listener's work, in the api-server only (Airflow's "
+                                     "mark-failed); the plugin loads the listener everywhere",
+    "airflow_orchest_jobs.web.rows": "the listener's work, in the api-server only",
     "airflow_orchest_jobs.core.snapshot.store": "the store's code (objects, packs, checkout) "
                                                 "is not needed to parse DAGs",
     "airflow_orchest_jobs.operators.run": "run time only (tasks, snapshot and step operators "
                                           "are built while parsing)",
     "airflow_orchest_jobs.operators.steplog": "run time only (inside the step operator)",
     "airflow_orchest_jobs.engine.retire": "run time only (finalize)",
+    "airflow_orchest_jobs.operators.notify": "run time only (webhook event points of plan, "
+                                             "a run's first task, a failing step, finalize)",
     "airflow_orchest_jobs.core.retention": "run time only (finalize)",
     "airflow_orchest_jobs.engine.registry": "pushes to [orchest_jobs] registry only",
     "airflow_orchest_jobs.engine.orchest_layer": "`environments build --base` only",

@@ -21,6 +21,9 @@ COMPUTE, REPORT = "c0ffee00-0000-4000-8000-000000000001", "c0ffee00-0000-4000-80
 VARIABLE = "orchest_jobviews_break"
 JOB = "grid"
 JOB_DAG = f"orchest_job__{NAME}__{JOB}"
+#: A second job of the same pipeline, triggered three times for the job's history view.
+HISTORY_JOB = "history"
+HISTORY_DAG = f"orchest_job__{NAME}__{HISTORY_JOB}"
 PIPELINE_DAG = f"orchest__{NAME}__main"
 #: A 1x1 red PNG: the notebook shows it, nbconvert embeds it as a data: URL.
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8Dw"
@@ -70,4 +73,7 @@ def write(projects_dir: Path) -> Path:
         "pipeline": "main.orchest", "description": "Job views: 12-run grid",
         "env_variables": {"BREAK": {"airflow_variable": VARIABLE}},
         "max_retained_pipeline_runs": 50}))
+    (root / f"{HISTORY_JOB}.job.json").write_text(json.dumps({
+        "pipeline": "main.orchest", "description": "Job views: the job's history",
+        "env_variables": {"BREAK": ""}}))
     return root

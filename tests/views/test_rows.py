@@ -111,3 +111,27 @@ def test_ten_thousand_runs_in_memory():
                               descending=True, offset=0, limit=50)
     assert len(rows) == 10_000 and count_states(rows)["success"] == 10_000
     assert total == 100 and len(page) == 50
+
+
+def test_the_jobs_history_sorts_newest_job_run_first_runs_in_grid_order():
+    """Rows of several job runs in one table: newest job run first, then by run number;
+    filters, search (a job run's id too) and paging as for one job run."""
+    rows = []
+    for day in range(3):
+        built = build_rows(entries(1, 3), [TaskRecord(
+            "pipeline_run.compute", i, "failed" if (day, i) == (1, 2) else "success",
+            NOW, NOW) for i in range(3)], max_map_length=16)
+        for row in built:
+            row.job_run, row.job_run_after = f"nightly_{day}", NOW + timedelta(days=day)
+        rows.extend(built)
+    cols = columns([r.entry for r in rows], {})
+    total, page = select_rows(rows, cols, now=NOW, sort="job_run", descending=True, limit=4)
+    assert total == 9
+    assert [(r.job_run, r.index) for r in page] == [
+        ("nightly_2", 0), ("nightly_2", 1), ("nightly_2", 2), ("nightly_1", 0)]
+    _, rest = select_rows(rows, cols, now=NOW, sort="job_run", descending=True, offset=8)
+    assert [(r.job_run, r.index) for r in rest] == [("nightly_0", 2)]
+    total, failed = select_rows(rows, cols, now=NOW, states=["failed"], sort="job_run")
+    assert total == 1 and (failed[0].job_run, failed[0].index) == ("nightly_1", 2)
+    total, _ = select_rows(rows, cols, now=NOW, query="nightly_0")
+    assert total == 3

@@ -4,7 +4,8 @@ A 12-run job where two runs fail: the JSON API (rows, filters, search, sort, pag
 permissions), then a real headless Chromium logged in to Airflow's UI: the pipeline-run
 tab of the DAG run page, a step's log, the executed notebook (its script never runs in
 Airflow's origin), the jobs overview, and "re-run failed runs" once the failure is gone.
-The screenshots in docs/images/ are taken here.
+A second job of the same pipeline, run three times, shows its whole history in one
+table. The screenshots in docs/images/ are taken here.
 """
 
 from __future__ import annotations
@@ -41,9 +42,26 @@ def set_variable(deployment, value: str) -> None:
     assert response.status_code in (200, 201), response.text
 
 
+#: The history job's three job runs: (runs, BREAK) each; runs 5 (a=2,b=x) of the first
+#: and 6 (a=2,b=y) of the third fail, the other five succeed.
+HISTORY = [([0, 5], "2x"), ([1, 6], ""), ([2, 6, 7], "2y")]
+
+
 @pytest.fixture(scope="module")
-def job_run(deployment):
-    """The job triggered once with runs a=2,b=x and a=2,b=y broken: (dag id, run id)."""
+def history_runs(deployment):
+    """The history job triggered three times (oldest first), not waited for: run ids."""
+    project.write(deployment.projects_dir)
+    deployment.wait_for_dag(project.HISTORY_DAG)
+    return [deployment.trigger(project.HISTORY_DAG, {"runs": runs,
+                                                      "env_variables": {"BREAK": broken}},
+                               prefix=f"history{i}")
+            for i, (runs, broken) in enumerate(HISTORY)]
+
+
+@pytest.fixture(scope="module")
+def job_run(deployment, history_runs):
+    """The job triggered once with runs a=2,b=x and a=2,b=y broken: (dag id, run id).
+    (The history job's runs were triggered just before: they run beside it.)"""
     project.write(deployment.projects_dir)
     set_variable(deployment, "2x,2y")
     deployment.wait_for_dag(project.JOB_DAG)
@@ -279,6 +297,52 @@ def test_browser_a_user_without_permission_sees_nothing(deployment, job_run):
             f"/orchest-jobs/api/v1/dags/{dag_id}/dagRuns/{run_id}/pipelineRuns")
         assert rows == 403
         assert json.dumps(dag_id) not in browser.page_source
+
+
+@pytest.mark.skipif(binaries() is None, reason="needs chromium and chromium-driver")
+def test_browser_the_jobs_history_in_one_table(deployment, job_run, history_runs):
+    """From the jobs overview: every pipeline run of the job's three job runs, newest job
+    run first, the right states; filtered to the failed ones; paged on the server."""
+    from selenium.webdriver.common.by import By
+
+    dag_id = project.HISTORY_DAG
+    for run_id in history_runs:
+        deployment.wait_finished(dag_id, run_id)
+    oldest, middle, newest = history_runs
+    expected = [(newest, 2, "success"), (newest, 6, "failed"), (newest, 7, "success"),
+                (middle, 1, "success"), (middle, 6, "success"),
+                (oldest, 0, "success"), (oldest, 5, "failed")]
+
+    def shown(browser) -> list[tuple[str, int, str]]:
+        return [(r.get_attribute("data-run"), int(r.get_attribute("data-index")),
+                 r.get_attribute("data-state"))
+                for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-index]")]
+
+    with chromium() as browser:
+        login(browser, deployment.base_url, USER, PASSWORD)
+        browser.get(f"{deployment.base_url}/orchest-jobs/ui/jobs")
+        wait_for("the history link", lambda: browser.find_element(
+            By.CSS_SELECTOR, f"#jobs tr[data-dag='{dag_id}'] a.history-link")).click()
+        wait_for("7 rows", lambda: len(shown(browser)) == 7)
+        assert shown(browser) == expected
+        assert browser.find_element(By.CSS_SELECTOR, "[data-count=failed]").text == "2"
+        browser.find_element(By.CSS_SELECTOR, "[data-filter=failed]").click()
+        wait_for("the failed runs only", lambda: shown(browser) == [
+            (newest, 6, "failed"), (oldest, 5, "failed")])
+        # Paged on the server: a page of 3 holds 3 rows, the next page the next 3.
+        browser.get(f"{deployment.base_url}/orchest-jobs/ui/dags/{dag_id}/history?limit=3")
+        wait_for("the first page", lambda: shown(browser) == expected[:3])
+        assert browser.find_element(By.ID, "range").text == "1\u20133 of 7"
+        next_page = next(b for b in browser.find_elements(By.CSS_SELECTOR, ".pager button")
+                         if "next" in b.text)
+        next_page.click()
+        wait_for("the second page", lambda: shown(browser) == expected[3:6])
+        page = browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(arguments[0]).then(r => r.json()).then(done)",
+            f"/orchest-jobs/api/v1/dags/{dag_id}/pipelineRuns?limit=3&offset=3")
+        assert page["total_entries"] == 7 and len(page["pipeline_runs"]) == 3
+        assert page["total_job_runs"] == 3
 
 
 def test_ten_thousand_runs_are_paged_and_filtered_on_the_server(deployment, job_run):

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "airflow_orchest_jobs.cli.commands.jobs",  # jobs show/clean
     "airflow_orchest_jobs.cli.commands.importer",  # import (from an Orchest installation)
     "airflow_orchest_jobs.cli.commands.doctor",  # doctor
+    "airflow_orchest_jobs.cli.commands.webhooks",  # webhooks list/test
 )
 
 

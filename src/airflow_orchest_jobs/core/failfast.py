@@ -1,4 +1,5 @@
-"""Fail-fast pipeline runs: the first failed step of a run stops the rest of that run.
+"""Fail-fast pipeline runs: the first failed step of a run stops the rest of that run (and,
+with ``stop_on_first_failure``, the first failed pipeline run stops its whole job run).
 
 Orchest ran a pipeline run as one workflow with ``failFast``: the first failed step
 aborted the run, running siblings were killed and steps not yet started never started.
@@ -59,3 +60,55 @@ def failed_step(run_dir: str | Path) -> FailedStep | None:
 
 def clear_failure(run_dir: str | Path) -> None:
     marker_path(run_dir).unlink(missing_ok=True)
+
+
+# --- The whole job run (``stop_on_first_failure``) -----------------------------------
+
+#: In the job run's folder: the first pipeline run that failed, when the job stops there.
+JOB_MARKER = "failed-run.json"
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """The pipeline run whose failure stopped its job run (``stop_on_first_failure``)."""
+
+    index: int
+    label: str
+    step_title: str
+    #: The DAG run's clear count when it failed: a marker from before a clear is stale.
+    generation: int = 0
+
+    def describe(self) -> str:
+        return f"pipeline run {self.index} ({self.label}) failed at step {self.step_title!r}"
+
+
+def job_marker_path(run_root: str | Path) -> Path:
+    return Path(run_root) / JOB_MARKER
+
+
+def mark_run_failed(run_root: str | Path, failed: FailedRun) -> bool:
+    """Record the job run's first failed pipeline run; False when one was recorded."""
+    path = job_marker_path(run_root)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
+    except FileExistsError:
+        stale = failed_run(run_root)
+        if stale is None or stale.generation >= failed.generation:
+            return False
+        path.unlink(missing_ok=True)  # left from before the DAG run was cleared
+        return mark_run_failed(run_root, failed)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(asdict(failed), handle)
+    return True
+
+
+def failed_run(run_root: str | Path, generation: int | None = None) -> FailedRun | None:
+    """The job run's recorded failed pipeline run (None: none, or one from before the
+    DAG run's clear ``generation``)."""
+    try:
+        found = FailedRun(**json.loads(job_marker_path(run_root).read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+    if generation is not None and found.generation < generation:
+        return None
+    return found

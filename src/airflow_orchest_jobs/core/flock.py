@@ -16,10 +16,11 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def locked(path: Path, *, shared: bool = False, mode: int = 0o644,
-           on_error: Callable[[OSError], Exception] | None = None) -> Iterator[None]:
-    """Hold ``path``'s lock (exclusive, or ``shared``) for the block.
+def locked(path: Path, *, shared: bool = False, blocking: bool = True, mode: int = 0o644,
+           on_error: Callable[[OSError], Exception] | None = None) -> Iterator[bool]:
+    """Hold ``path``'s lock (exclusive, or ``shared``) for the block; yields True.
 
+    Not ``blocking``: yields False at once, holding nothing, when another holds it.
     ``on_error``: the exception to raise, instead of the ``OSError``, when the lock file
     cannot be created (a read-only or full store); errors of the block pass unchanged.
     """
@@ -31,8 +32,13 @@ def locked(path: Path, *, shared: bool = False, mode: int = 0o644,
             raise
         raise on_error(exc) from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                        | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(fd)
 

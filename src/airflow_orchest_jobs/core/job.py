@@ -6,6 +6,7 @@ import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ from .grid import Grid, ParameterSpace, check_space, load_parameters
 from .jsonfile import read_json
 from .model import Pipeline
 from .project import JOB_SUFFIX, parameters_file_for
-from .schedule import Schedule, parse_schedule
+from .schedule import Schedule, parse_duration, parse_schedule, parse_start_date
 from .textcheck import name_problem, path_problem, shown_text_problem
 from .variables import value_problems
 from .within import inside
+
+#: Seconds between a failed step and its retry (``step_retry_delay``'s default).
+DEFAULT_STEP_RETRY_DELAY = 30.0
 
 
 class SnapshotMode(str, enum.Enum):
@@ -53,6 +57,17 @@ class JobSpec:
     #: Orchest's fail-fast: the first failed step stops the rest of its pipeline run.
     fail_fast: bool = True
     description: str = ""
+    #: At most N job runs (DAG runs) at once (Airflow's max_active_runs); None: default.
+    max_active_job_runs: int | None = None
+    #: Seconds a pipeline run may take from its start (None: no limit).
+    pipeline_run_timeout: float | None = None
+    #: Retries of a failed step (user code), and the seconds between tries.
+    step_retries: int = 0
+    step_retry_delay: float = DEFAULT_STEP_RETRY_DELAY
+    #: Stop the whole job run at its first failed pipeline run.
+    stop_on_first_failure: bool = False
+    #: A cron job's first possible run (None: from now on).
+    start_date: datetime | None = None
     #: The DAG is created paused (Airflow's is_paused_upon_creation; later pauses are Airflow's).
     paused: bool = False
 
@@ -93,6 +108,7 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
     except ValueError as exc:
         problems.append(Problem(file, "schedule", str(exc)))
         schedule = Schedule()
+    timing = _timing(doc, file, schedule, problems)
     parameters: ParameterSpace = {}
     given = doc.get("parameters")
     if isinstance(given, str):
@@ -135,8 +151,44 @@ def load_job(path: Path, project_dir: Path, pipeline: Pipeline) -> JobSpec:
         catchup=doc.get("catchup", False),
         fail_fast=doc.get("fail_fast", True),
         description=doc.get("description", ""),
+        max_active_job_runs=doc.get("max_active_job_runs"),
+        step_retries=doc.get("step_retries", 0),
+        stop_on_first_failure=doc.get("stop_on_first_failure", False),
+        **timing,
         paused=doc.get("paused", False),
     )
+
+
+def _timing(doc: Mapping[str, Any], file: str, schedule: Schedule, problems: list[Problem]
+            ) -> dict[str, Any]:
+    """``pipeline_run_timeout``, ``step_retry_delay`` and ``start_date``, parsed; a bad one
+    is a problem naming the field and the fix."""
+    out: dict[str, Any] = {}
+    for name, key, default in (("pipeline_run_timeout", "pipeline_run_timeout", None),
+                               ("step_retry_delay", "step_retry_delay",
+                                DEFAULT_STEP_RETRY_DELAY)):
+        value = doc.get(name)
+        if value is None:
+            out[key] = default
+            continue
+        if name == "step_retry_delay" and value == 0:
+            out[key] = 0.0
+            continue
+        try:
+            out[key] = parse_duration(value)
+        except ValueError as exc:
+            problems.append(Problem(file, name, str(exc)))
+    if doc.get("start_date") is not None:
+        if schedule.cron is None or schedule.cron == "@once":
+            problems.append(Problem(file, "start_date", "applies to a cron schedule only "
+                                    "(this job has none); set a cron \"schedule\", or give "
+                                    "a one-off job its time in \"schedule\" itself"))
+        else:
+            try:
+                out["start_date"] = parse_start_date(doc["start_date"])
+            except ValueError as exc:
+                problems.append(Problem(file, "start_date", str(exc)))
+    return out
 
 
 def _inside_project(job_path: Path, field_name: str, value: str, project_dir: Path) -> Path:

@@ -12,12 +12,13 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .errors import OrchestError, Problem, problems_of
 from .grid import ParameterSpace
-from .job import DagKind, SnapshotMode
+from .job import DEFAULT_STEP_RETRY_DELAY, DagKind, SnapshotMode
 from .jobstate import FrozenJob, JobStates
 from .layout import StoreLayout
 from .model import Pipeline
@@ -52,6 +53,13 @@ class JobDefinition:
     source_files: tuple[Path, ...] = ()
     #: Snapshot the DAG structure was read from (a frozen per-job job), else None.
     frozen_snapshot: str | None = None
+    #: Job-file options (see ``core.job.JobSpec``); pipeline DAGs keep the defaults.
+    max_active_job_runs: int | None = None
+    pipeline_run_timeout: float | None = None
+    step_retries: int = 0
+    step_retry_delay: float = DEFAULT_STEP_RETRY_DELAY
+    stop_on_first_failure: bool = False
+    start_date: datetime | None = None
     #: Created paused (a job file's ``"paused": true``).
     paused: bool = False
 
@@ -168,6 +176,12 @@ def job_definition(loaded: LoadedJob, states: JobStates, store_dir: Path,
         max_retained_pipeline_runs=spec.max_retained_pipeline_runs,
         catchup=spec.catchup,
         fail_fast=spec.fail_fast,
+        max_active_job_runs=spec.max_active_job_runs,
+        pipeline_run_timeout=spec.pipeline_run_timeout,
+        step_retries=spec.step_retries,
+        step_retry_delay=spec.step_retry_delay,
+        stop_on_first_failure=spec.stop_on_first_failure,
+        start_date=spec.start_date,
         description=spec.description or f"Orchest job {spec.name} of {project.name}: "
                                         f"pipeline {spec.pipeline_path.name}",
         # A frozen job depends on its job file and its snapshot only, never on the project.

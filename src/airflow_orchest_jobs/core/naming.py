@@ -38,3 +38,28 @@ def step_task_ids(steps: dict[str, str]) -> dict[str, str]:
         taken.add(task_id)
         ids[uuid] = task_id
     return ids
+
+
+#: The mapped task group of pipeline runs; the groups after the first (each holds at
+#: most ``[core] max_map_length`` runs) are ``pipeline_run_2``, ``pipeline_run_3``, ...
+GROUP = "pipeline_run"
+
+
+def group_of(position: int, max_map_length: int) -> tuple[str, int]:
+    """(group id, map index) of the ``position``-th run of a job run's run index."""
+    lane, map_index = divmod(position, max_map_length)
+    return (GROUP if lane == 0 else f"{GROUP}_{lane + 1}"), map_index
+
+
+def position_of(task_id: str, map_index: int, max_map_length: int) -> tuple[int, str] | None:
+    """(position, task inside the group) of a task instance, None when not in a run group."""
+    group, _, task = task_id.partition(".")
+    if not task or map_index < 0:
+        return None
+    if group == GROUP:
+        lane = 0
+    elif group.startswith(GROUP + "_") and group[len(GROUP) + 1:].isdigit():
+        lane = int(group[len(GROUP) + 1:]) - 1
+    else:
+        return None
+    return lane * max_map_length + map_index, task

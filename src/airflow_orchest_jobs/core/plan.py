@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -148,8 +149,21 @@ def ensure_checkout(snapshots_root: Path, run: RunDescription, generation: int,
 
 
 def _write_marker(marker: Path, generation: int) -> None:
-    write_atomically(marker, json.dumps({"generation": generation}).encode(), marker.parent,
+    """The copy's generation, and when the run (re-)started: its time limit counts from
+    there (``pipeline_run_timeout``)."""
+    started = time.time()
+    write_atomically(marker, json.dumps({"generation": generation,
+                                         "started_at": started}).encode(), marker.parent,
                      durable=False)
+
+
+def run_started_at(run_dir: Path) -> float | None:
+    """When the run's latest (re-)run started (epoch seconds), None before its checkout."""
+    try:
+        value = json.loads((run_dir / CHECKOUT_MARKER).read_text()).get("started_at")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def hand_over(folder: Path, owner: tuple[int, int]) -> None:

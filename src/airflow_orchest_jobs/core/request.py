@@ -2,7 +2,8 @@
 
 The conf (``{"parameters": ..., "runs": [...], "env_variables": {...}}``) overrides the
 default grid per parameter, selects runs of the resulting grid, and overrides job
-variables per name. Everything is validated before any container starts.
+variables per name; ``pipeline_run_timeout`` and ``stop_on_first_failure`` override the
+job file's for this job run. Everything is validated before any container starts.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import schema
-from .errors import OrchestError
+from .errors import OrchestError, Problem
 from .grid import DEFAULT_MAX_RUNS, Grid, ParameterSpace, check_space, merge
 from .jsonfile import MAX_DEPTH, nesting_depth
 from .model import Pipeline
+from .schedule import parse_duration
 from .variables import value_problems
 
-CONF_KEYS = ("parameters", "runs", "env_variables")
+CONF_KEYS = ("parameters", "runs", "env_variables", "pipeline_run_timeout",
+             "stop_on_first_failure")
 #: Characters of conf JSON Airflow's scheduler may decode per loop before a warning.
 CONF_DECODE_WARNING = 10_000_000
 
@@ -30,6 +33,9 @@ class RunRequest:
     runs: list[int]
     #: Variable name -> plain string, or a reference to an Airflow Variable/Connection.
     env_variables: dict[str, Any]
+    #: Seconds a pipeline run may take (None: no limit).
+    pipeline_run_timeout: float | None = None
+    stop_on_first_failure: bool = False
 
 
 def resolve_request(
@@ -39,6 +45,8 @@ def resolve_request(
     default_parameters: ParameterSpace,
     default_runs: list[int] | tuple[int, ...] | None = None,
     default_env: Mapping[str, Any] | None = None,
+    default_timeout: float | None = None,
+    default_stop_on_first_failure: bool = False,
     max_runs: int = DEFAULT_MAX_RUNS,
     source: str = "trigger conf",
 ) -> RunRequest:
@@ -52,6 +60,12 @@ def resolve_request(
     if not problems and conf.get("env_variables"):
         # a NUL in a value fails here, with the other conf problems, not at container start
         problems = value_problems(conf["env_variables"], source, "env_variables.")
+    timeout = default_timeout
+    if not problems and conf.get("pipeline_run_timeout") is not None:
+        try:
+            timeout = parse_duration(conf["pipeline_run_timeout"])
+        except ValueError as exc:
+            problems = [Problem(source, "pipeline_run_timeout", str(exc))]
     if problems:
         raise OrchestError(problems)
     space = merge(default_parameters, conf.get("parameters") or {})
@@ -59,7 +73,11 @@ def resolve_request(
     runs = conf["runs"] if conf.get("runs") is not None else default_runs
     selected = grid.select(list(runs) if runs is not None else None, source=f"{source}: runs")
     env = {**(default_env or {}), **(conf.get("env_variables") or {})}
-    return RunRequest(grid=grid, runs=selected, env_variables=env)
+    stop = conf.get("stop_on_first_failure")
+    return RunRequest(grid=grid, runs=selected, env_variables=env,
+                      pipeline_run_timeout=timeout,
+                      stop_on_first_failure=default_stop_on_first_failure if stop is None
+                      else bool(stop))
 
 
 def conf_cost_warning(conf: Mapping[str, Any] | None, task_instances: int) -> str | None:

@@ -37,6 +37,10 @@ class JobRun:
     #: Airflow Variables holding project and pipeline variables (read by each step).
     env_sources: tuple[str, ...] = ()
     has_services: bool = False
+    #: Seconds each pipeline run may take from its start (None: no limit).
+    pipeline_run_timeout: float | None = None
+    #: The first failed pipeline run stops the whole job run.
+    stop_on_first_failure: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -71,6 +71,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
         "1g); 0: the engine's default (half the host's memory).",
         "1g",
     ),
+    "webhooks": (
+        "Comma-separated ids of Airflow connections (type orchest_webhook) whose webhooks "
+        "receive Orchest's job notifications, besides those the Airflow Variable "
+        "orchest_jobs_webhooks lists.",
+        "",
+    ),
 }
 
 
@@ -88,6 +94,7 @@ EXAMPLES: dict[str, tuple[str, str]] = {
     "step_memory_limit": ("string", "8g"),
     "step_pids_limit": ("integer", "4096"),
     "step_tmp_size": ("string", "2g"),
+    "webhooks": ("string", "slack_alerts,ops_webhook"),
 }
 
 
@@ -118,6 +125,8 @@ class Settings:
     step_memory_limit: int = 0
     step_pids_limit: int = 1024
     step_tmp_size: int = 1 << 30
+    #: Connection ids of webhooks in force (with the Variable ``orchest_jobs_webhooks``).
+    webhooks: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str | None]) -> Settings:
@@ -159,6 +168,8 @@ class Settings:
             step_memory_limit=_check_size("step_memory_limit", get("step_memory_limit")),
             step_pids_limit=_check_count("step_pids_limit", get("step_pids_limit")),
             step_tmp_size=_check_size("step_tmp_size", get("step_tmp_size")),
+            webhooks=tuple(c.strip() for c in (values.get("webhooks") or "").split(",")
+                           if c.strip()),
         )
 
     @classmethod

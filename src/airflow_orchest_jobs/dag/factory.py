@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..core.pipeline import topological_order
 from ..core.plan import lanes_needed
 from ..core.runslots import INSTALLATION, job_scope
 from ..core.scan import scan_projects
+from ..core.schedule import format_duration
 from ..core.services import job_services
 from ..core.settings import Settings
 from ..core.triggerform import field_schema, fits_in_form, parameter_fields, runs_schema
@@ -183,6 +184,18 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
                               "max_retained_pipeline_runs": job.max_retained_pipeline_runs,
                               "max_parallel_runs": job.max_parallel_runs,
                               "grid_size": grid_size}))
+    if job.kind is DagKind.JOB or job.pipeline_run_timeout or job.stop_on_first_failure:
+        params["pipeline_run_timeout"] = Param(
+            default=format_duration(job.pipeline_run_timeout)
+            if job.pipeline_run_timeout else None,
+            type=["null", "string", "integer"], title="Time limit per pipeline run",
+            description="A pipeline run past it is stopped and fails: seconds or a "
+                        "duration such as \"30m\", \"2h\"; empty: no limit.")
+        params["stop_on_first_failure"] = Param(
+            default=job.stop_on_first_failure, type="boolean",
+            title="Stop the job run at its first failed pipeline run",
+            description="On: the first failed pipeline run stops the others (they end "
+                        "cancelled). Off: they go on, as Orchest's jobs did.")
     params["env_variables"] = Param(
         default=dict(job.env_variables), type="object", title="Environment variables",
         description="Variables for every step container, by name (letters, digits, - "
@@ -197,6 +210,11 @@ def _schema_annotation(fields: dict[str, Any]) -> dict[str, Any]:
     return {"x-orchest": fields}
 
 
+def _run_limits(job: JobDefinition) -> dict[str, Any]:
+    """No overlapping job runs (``max_active_job_runs``); absent: Airflow's default."""
+    return {"max_active_runs": job.max_active_job_runs} if job.max_active_job_runs else {}
+
+
 def _schedule_args(job: JobDefinition) -> dict[str, Any]:
     """Cron text and presets get Orchest's rule: the first run (and after resume) is the next
     tick, never one in the past (``timetable.OrchestCronTimetable``)."""
@@ -206,7 +224,9 @@ def _schedule_args(job: JobDefinition) -> dict[str, Any]:
         return {"schedule": job.schedule.cron, "start_date": EPOCH}
     from .timetable import OrchestCronTimetable  # imports Airflow: only when building DAGs
 
-    return {"schedule": OrchestCronTimetable(job.schedule.cron), "start_date": EPOCH}
+    # A job file's start_date: no tick before it (the timetable's earliest).
+    return {"schedule": OrchestCronTimetable(job.schedule.cron),
+            "start_date": job.start_date or EPOCH}
 
 
 def _doc(job: JobDefinition, fingerprint: str, lanes: int, grid_size: int,
@@ -258,6 +278,7 @@ def orchest_dag(job: JobDefinition, settings: Settings, max_map_length: int):
               else "orchest:pipeline"],
         is_paused_upon_creation=job.paused,
         render_template_as_native_obj=False,
+        **_run_limits(job),
         **_schedule_args(job),
     ) as dag:
         snapshot = OrchestSnapshotOperator(task_id=SNAPSHOT_TASK_ID, job=job)
@@ -345,6 +366,12 @@ def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, job_run,
     from ..operators.step import OrchestStepOperator
 
     step = job.pipeline.steps[step_uuid]
+    if job.step_retries:
+        # Explicit: the step's own failures get exactly step_retries more tries (the step
+        # operator fails for good after them, whatever [core] default_task_retries says;
+        # that setting still retries a lost worker's task).
+        kwargs.setdefault("retries", max(job.step_retries, _default_task_retries()))
+        kwargs.setdefault("retry_delay", timedelta(seconds=job.step_retry_delay))
     return OrchestStepOperator(
         task_id=task_id,
         task_display_name=step.title,
@@ -361,6 +388,13 @@ def step_task(job: JobDefinition, step_uuid: str, task_id: str, run, job_run,
         step_user=settings.step_user,
         fail_fast=job.fail_fast,
         joins_run_namespace=services,
+        step_retries=job.step_retries,
         map_index_template="{{ task.run['label'] }}",
         **kwargs,
     )
+
+
+def _default_task_retries() -> int:
+    from airflow.configuration import conf
+
+    return conf.getint("core", "default_task_retries", fallback=0)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import OrchestError
+from ..core.jobstate import cancel_record, forget_cancels
 from ..core.labels import LABEL_JOB, LABEL_RUN, LABEL_SERVICE, LABEL_STEP
 from ..core.layout import StoreLayout
 from ..core.plan import ensure_checkout
@@ -27,6 +28,7 @@ from ..engine.hosts import RECORDS, REMOTE_TIMEOUT, engine_identity, force_remov
 from ..engine.images import docker_client, image_key
 from ..engine.services import ServiceStartError, start_run_services, stop_run_services
 from .errors import user_error
+from .notify import pipeline_run_started
 from .variables import run_variables
 
 if TYPE_CHECKING:
@@ -104,14 +106,23 @@ def check_out(settings: Settings, run: RunDescription, owner: tuple[int, int],
         return not any(str(found.get(f"{task_id}_{ti.map_index}")) in FINISHED
                        for task_id in others)
 
+    generation = int(getattr(dag_run, "clear_number", 0) or 0)
+    forget_stale_cancel(run, generation)
     try:
-        made = ensure_checkout(StoreLayout(settings.store_dir).snapshots, run,
-                               int(getattr(dag_run, "clear_number", 0) or 0), owner,
-                               others_rerunning)
+        made = ensure_checkout(StoreLayout(settings.store_dir).snapshots, run, generation,
+                               owner, others_rerunning)
     except OrchestError as exc:
         raise user_error(exc) from None
     if made:
         log.info("Checked out snapshot %s into %s", run.job.snapshot_id, run.project_dir)
+        pipeline_run_started(settings.store_dir, run, dag_run)  # webhooks: the outbox only
+
+
+def forget_stale_cancel(run: RunDescription, generation: int) -> None:
+    """A run cancelled before the DAG run's last clear runs again: its cancel is over."""
+    record = cancel_record(run.job.run_root, run.key.position)
+    if record is not None and record.clear_number < generation:
+        forget_cancels(run.job.run_root, [run.key.position])
 
 
 def start_services(settings: Settings, job: JobDefinition, run: RunDescription) -> None:

@@ -21,6 +21,7 @@ from ..core.layout import StoreLayout
 from ..core.request import conf_cost_warning, resolve_request
 from ..core.rundesc import JobRun
 from ..core.scan import snapshot_pipeline
+from ..core.schedule import format_duration
 from ..core.services import job_services, service_image_refs
 from ..core.triggerform import FIELD_PREFIX, field_defaults, fold_form_conf
 from ..core.variables import parse_level, pipeline_variable, project_variable, split_values
@@ -44,6 +45,8 @@ def request_for(job: JobDefinition, conf: dict[str, Any] | None):
     try:
         return resolve_request(job.pipeline, conf, default_parameters=job.parameters,
                                default_runs=job.runs, default_env=job.env_variables,
+                               default_timeout=job.pipeline_run_timeout,
+                               default_stop_on_first_failure=job.stop_on_first_failure,
                                source=f"{job.dag_id}: trigger conf")
     except OrchestError as exc:
         raise user_error(exc) from None
@@ -74,6 +77,12 @@ class OrchestSnapshotOperator(BaseOperator):
                               removed)
         self.log.info("Trigger accepted: %d of %d pipeline runs selected",
                       len(request.runs), len(request.grid))
+        if request.pipeline_run_timeout or request.stop_on_first_failure:
+            self.log.info("Time limit per pipeline run: %s; stop at the first failed "
+                          "pipeline run: %s",
+                          format_duration(request.pipeline_run_timeout)
+                          if request.pipeline_run_timeout else "none",
+                          "yes" if request.stop_on_first_failure else "no")
 
         warning = conf_cost_warning(dag_run.conf,
                                     len(request.runs) * len(self.job.pipeline.steps))
@@ -103,6 +112,8 @@ class OrchestSnapshotOperator(BaseOperator):
             secret_env=references,
             env_sources=tuple(self._env_sources()),
             has_services=bool(job_services(self.job.pipeline.services)),
+            pipeline_run_timeout=request.pipeline_run_timeout,
+            stop_on_first_failure=request.stop_on_first_failure,
         ).to_dict()
 
     def _env_sources(self) -> list[str]:

@@ -15,7 +15,6 @@ copy itself (``checkout_peers``), once, under a lock.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -43,9 +42,20 @@ from ..core.contract import (
     step_log_path,
     step_working_dir,
 )
-from ..core.failfast import FailedStep, clear_failure, failed_step, mark_failed
+from ..core.failfast import (
+    FailedRun,
+    FailedStep,
+    clear_failure,
+    failed_run,
+    failed_step,
+    mark_failed,
+    mark_run_failed,
+)
+from ..core.flock import locked
 from ..core.labels import LABEL_JOB, LABEL_PIPELINE, LABEL_PROJECT, LABEL_RUN, LABEL_STEP
+from ..core.plan import run_started_at
 from ..core.rundesc import RunDescription, describe
+from ..core.schedule import format_duration
 from ..core.services import holder_name
 from ..core.settings import step_owner
 from ..engine.hosts import claim_engine
@@ -107,6 +117,7 @@ class OrchestStepOperator(DockerOperator):
         step_user: str = "",
         fail_fast: bool = True,
         joins_run_namespace: bool = False,
+        step_retries: int = 0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("auto_remove", "force")
@@ -134,18 +145,31 @@ class OrchestStepOperator(DockerOperator):
         #: The run has services: join its holder's network namespace (see operators.run).
         self.joins_run_namespace = joins_run_namespace
         self.image_key = image_key(step)
+        #: Tries again of the step's own failure (``step_retries``); Airflow's ``retries``
+        #: (at least this many) also covers infrastructure failures (a lost worker).
+        self.step_retries = step_retries
         self._killed = False
 
     def execute(self, context: Context) -> Any:
         run = _describe(self.run, self.job_run)
         name_map_index(context, run.label)
+        self._dag_run = context.get("dag_run")  # on_kill tells the webhooks (no context)
         self.container = None  # type: ignore[assignment]
         self._aborted_by: FailedStep | None = None
+        self._stopped_by: FailedRun | None = None
+        self._timed_out = False
+        self._run_desc = run
+        self._generation = int(getattr(context.get("dag_run"), "clear_number", 0) or 0)
         run_dir = str(run.run_dir)
         if self.checkout_peers is not None:
             self._check_out(run, context)
+        self._deadline = _deadline(run)
         if self.fail_fast:
             self._skip_if_run_failed(run_dir, context)
+        self._skip_if_job_run_stopped(run)
+        if self._deadline is not None and time.time() >= self._deadline:
+            self._timed_out = True
+            self._raise_if_stopped(context)
         self._configure(run)
         self.log.info("Step %r (%s), run %s: %s in %s", self.step.title, self.step.uuid,
                       run.label, self.command[-1], self.image)
@@ -157,16 +181,60 @@ class OrchestStepOperator(DockerOperator):
             try:
                 return self._run_step(context)
             except DockerContainerFailedException as exc:
-                self._abort_if_stopped()
+                self._raise_if_stopped(context)
+                message = self._failure(run, exc)
+                if self._retried(context):
+                    message += f"; it is tried again ({self._tries(context)}, step_retries)"
+                    self.log.warning("%s", message)
+                    raise DockerContainerFailedException(message, logs=exc.logs) from None
                 self._record_failure(run_dir, context)
-                raise DockerContainerFailedException(self._failure(run, exc),
-                                                     logs=exc.logs) from None
+                if (self.retries or 0) > self.step_retries:  # no deployment retry of user code
+                    from airflow.sdk.exceptions import AirflowFailException
+
+                    raise AirflowFailException(message) from None
+                raise DockerContainerFailedException(message, logs=exc.logs) from None
             except Exception:
-                self._abort_if_stopped()
+                self._raise_if_stopped(context)
                 self._record_failure(run_dir, context)
                 raise
             finally:
                 self._remove_container(stop=False)
+
+    def _tries(self, context: Context) -> str:
+        ti = context["ti"]
+        return f"try {ti.try_number} of {self.step_retries + 1}"
+
+    def _retried(self, context: Context) -> bool:
+        """Whether this failure of the step's own code gets another try (``step_retries``)."""
+        ti = context.get("ti")
+        return bool(self.step_retries) and ti is not None and \
+            int(ti.try_number or 1) <= self.step_retries
+
+    def _skip_if_job_run_stopped(self, run: RunDescription) -> None:
+        """``stop_on_first_failure``: no step starts once a pipeline run of the job run failed."""
+        if not run.job.stop_on_first_failure:
+            return
+        failed = failed_run(run.job.run_root, self._generation)
+        if failed is not None and failed.index != run.key.index:
+            raise _skip(f"Not started: {failed.describe()}, and the job stops at its first "
+                        "failed pipeline run (stop_on_first_failure)")
+
+    def _raise_if_stopped(self, context: Context) -> None:
+        """The step was stopped from outside its container: say why, as the right state."""
+        if self._timed_out:
+            run = self._run_desc
+            limit = format_duration(run.job.pipeline_run_timeout or 0)
+            message = (f"Stopped: pipeline run {run.label} passed its time limit of {limit} "
+                       f"(pipeline_run_timeout); step {self.step.title!r} did not finish")
+            self.log.error("%s", message)
+            self._record_failure(str(run.run_dir), context)
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(message)
+        if self._stopped_by is not None:
+            raise _skip(f"Stopped: {self._stopped_by.describe()}, and the job stops at its "
+                        "first failed pipeline run (stop_on_first_failure)")
+        self._abort_if_stopped()
 
     def _check_out(self, run: RunDescription, context: Context) -> None:
         from .run import check_out
@@ -191,22 +259,40 @@ class OrchestStepOperator(DockerOperator):
 
     @contextlib.contextmanager
     def _watching_for_failure(self, run_dir: str | None) -> Iterator[None]:
-        """While the container runs, stop it as soon as another step of the run fails."""
-        if not (self.fail_fast and run_dir):
+        """While the container runs, stop it as soon as another step of the run fails
+        (fail-fast), another pipeline run of the job run fails (``stop_on_first_failure``)
+        or the run passes its time limit (``pipeline_run_timeout``)."""
+        run = self._run_desc
+        stop_job = run.job.stop_on_first_failure
+        if not ((self.fail_fast and run_dir) or stop_job or self._deadline is not None):
             yield
             return
         done = threading.Event()
 
+        def why() -> str | None:
+            if self.fail_fast and run_dir:
+                failed = failed_step(run_dir)
+                if failed is not None and failed.step_uuid != self.step.uuid:
+                    self._aborted_by = failed
+                    return f"{failed.describe()} of this pipeline run failed (fail-fast)"
+            if stop_job:
+                other = failed_run(run.job.run_root, self._generation)
+                if other is not None and other.index != run.key.index:
+                    self._stopped_by = other
+                    return f"{other.describe()} (stop_on_first_failure)"
+            if self._deadline is not None and time.time() >= self._deadline:
+                self._timed_out = True
+                return "this pipeline run passed its time limit (pipeline_run_timeout)"
+            return None
+
         def watch() -> None:
             while not done.wait(WATCH_INTERVAL):
-                failed = failed_step(run_dir)
-                if failed is None or failed.step_uuid == self.step.uuid:
+                reason = why()
+                if reason is None:
                     continue
-                self._aborted_by = failed
                 while not done.is_set() and not self.container:
                     done.wait(0.1)  # the container is being created: stop it once it is
-                self.log.info("Stopping: %s of this pipeline run failed (fail-fast)",
-                              failed.describe())
+                self.log.info("Stopping: %s", reason)
                 self._remove_container(stop=True)
                 return
 
@@ -217,6 +303,8 @@ class OrchestStepOperator(DockerOperator):
         finally:
             done.set()
             watcher.join(timeout=STOP_TIMEOUT + 5)
+        if self._stopped_by is not None or self._timed_out:
+            return  # execute's handlers raise with the reason (the container failed)
         self._abort_if_stopped()
 
     def _abort_if_stopped(self) -> None:
@@ -225,13 +313,34 @@ class OrchestStepOperator(DockerOperator):
                         "(fail-fast)")
 
     def _record_failure(self, run_dir: str | None, context: Context) -> None:
+        """The run failed here: stop its other steps (fail-fast) and, with
+        ``stop_on_first_failure``, the other pipeline runs (never for a killed task: a
+        cancel is no failure)."""
+        if self._killed:
+            return
+        run = self._run_desc
+        if run.job.stop_on_first_failure and mark_run_failed(run.job.run_root, FailedRun(
+                run.key.index, run.label, self.step.title, self._generation)):
+            self.log.info("stop_on_first_failure: stopping the job run's other pipeline runs")
         if not (self.fail_fast and run_dir):
             return
+        self._notify_failure(context)
         ti = context["ti"]
         map_index = ti.map_index if ti.map_index is not None else -1  # -1: not mapped
         if mark_failed(run_dir, FailedStep(self.step.uuid, self.step.title, ti.task_id,
                                            map_index)):
             self.log.info("Fail-fast: stopping the other steps of this pipeline run")
+
+    def _notify_failure(self, context: Context) -> None:
+        """Webhooks: with fail-fast, a step's last try failing decides its run (the
+        outbox only; a cancelled step's failure is not one)."""
+        ti = context["ti"]
+        if self._killed or int(getattr(ti, "try_number", 1) or 1) <= int(self.retries or 0):
+            return
+        from .notify import step_failed
+
+        step_failed(load_settings().store_dir, _describe(self.run, self.job_run),
+                    self.step.uuid, context["dag_run"])
 
     def _failure(self, run: RunDescription, exc: Exception) -> str:
         """Which step failed, how, and where its output is kept."""
@@ -254,6 +363,15 @@ class OrchestStepOperator(DockerOperator):
         """
         self._killed = True
         self._remove_container(stop=True, timeout=ON_KILL_STOP_TIMEOUT)
+        self._notify_killed()
+
+    def _notify_killed(self) -> None:
+        """Webhooks: this run was stopped by a cancel, whatever its tasks end as."""
+        dag_run = getattr(self, "_dag_run", None)
+        if dag_run is not None:
+            from .notify import step_killed
+
+            step_killed(load_settings().store_dir, _describe(self.run, self.job_run), dag_run)
 
     def _configure(self, run: RunDescription) -> None:
         """The run contract as DockerOperator settings."""
@@ -418,6 +536,13 @@ def _describe(run: Any, job_run: Any) -> RunDescription:
     return describe(run, job_run)
 
 
+def _deadline(run: RunDescription) -> float | None:
+    """When the run passes its time limit (epoch seconds), None without a limit."""
+    limit = run.job.pipeline_run_timeout
+    started = run_started_at(run.run_dir) if limit else None
+    return started + float(limit) if started is not None and limit else None
+
+
 def _still_failed(context: Context, failed: FailedStep) -> bool:
     """Whether the task that failed the run is still failed (not cleared since)."""
     ti = context["ti"]
@@ -448,22 +573,13 @@ def _step_slot(run_dir: str | None, limit: int | None, log: Any) -> Iterator[Non
         yield
         return
     folder = Path(run_dir) / "step-slots"
-    folder.mkdir(parents=True, exist_ok=True)
     waited = False
     while True:
         for slot in range(limit):
-            handle = open(folder / f"{slot}.lock", "w")  # noqa: SIM115 - held while running
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            return
+            with locked(folder / f"{slot}.lock", blocking=False) as held:
+                if held:
+                    yield
+                    return
         if not waited:
             log.info("Waiting: %d step(s) of this run already running "
                      "(max_steps_parallelism)", limit)

@@ -17,7 +17,9 @@ from airflow.sdk import BaseOperator
 
 from ..config import load_settings, max_map_length
 from ..core.errors import OrchestError
+from ..core.failfast import FailedRun, failed_run, mark_run_failed
 from ..core.jobdef import JobDefinition
+from ..core.jobstate import JobRunVerdict, job_run_verdict, read_cancels
 from ..core.layout import StoreLayout
 from ..core.plan import plan_runs
 from ..core.rundesc import JobRun, describe
@@ -50,10 +52,14 @@ class PlanOperator(BaseOperator):
         job_run = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK_ID)
         request = request_for(self.job, context["dag_run"].conf)
         try:
-            return plan_runs(self.job.pipeline, request, JobRun.from_dict(job_run),
+            keys = plan_runs(self.job.pipeline, request, JobRun.from_dict(job_run),
                              lanes=self.lanes, max_map_length=max_map_length())
         except OrchestError as exc:
             raise user_error(exc) from None
+        from .notify import job_run_started
+
+        job_run_started(context, self.job, keys)  # webhooks: writes the outbox only
+        return keys
 
 
 #: Retries of a run's ``prepare`` (every part of it is idempotent: the slot is the run's
@@ -78,12 +84,27 @@ def prepare_task(job: JobDefinition, run, job_run, limits: list[tuple[str, int]]
         desc = describe(run, job_run)
         name_map_index(get_current_context(), desc.label)
         settings = load_settings()
+        generation = int(getattr(dag_run, "clear_number", 0) or 0)
+        if desc.job.stop_on_first_failure:
+            failed = failed_run(desc.job.run_root, generation)
+            if failed is not None and failed.index != desc.key.index:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                raise AirflowSkipException(f"Not started: {failed.describe()}, and the job "
+                                           "stops at its first failed pipeline run "
+                                           "(stop_on_first_failure)")
         if limits:
             admit_or_wait(settings, desc, limits, dag_run, ti)
         owner = step_owner(settings.step_user, os.geteuid(), os.getegid())
         check_out(settings, desc, owner, dag_run, ti, peers=[])
         if desc.job.has_services:
-            start_services(settings, job, desc)
+            try:
+                start_services(settings, job, desc)
+            except Exception:
+                if desc.job.stop_on_first_failure:
+                    mark_run_failed(desc.job.run_root, FailedRun(
+                        desc.key.index, desc.label, "prepare (services)", generation))
+                raise
 
     return prepare(run, job_run)
 
@@ -105,45 +126,15 @@ def cleanup_task(run, job_run):
     return cleanup(run, job_run)
 
 
-#: Task states that keep a job run from succeeding, and how the verdict names them.
-NOT_SUCCESS = {"failed": "failed", "upstream_failed": "not started (upstream failed)",
-               "skipped": "skipped"}
-
-
-def job_run_verdict(states: dict[str, Any], task_ids: set[str], ignored: set[str]
-                    ) -> str | None:
-    """Why the job run did not succeed (None: it did), from its task states.
-
-    ``states``: ``{task_id or task_id_mapindex: state}`` (Airflow's task-states answer);
-    ``ignored``: the teardowns (their own outcome never decides, as in Airflow). A skipped
-    task is not a success: a job run or pipeline run cancelled (marked failed) before
-    the task ran, or a step that fail-fast stopped (its run has a failed step too).
-    """
-    found: dict[str, list[str]] = {}
-    for key, state in states.items():
-        task_id, _, index = key.rpartition("_")
-        if key in task_ids or not index.isdigit() or task_id not in task_ids:
-            task_id, index = key, ""
-        if task_id in ignored or str(state) not in NOT_SUCCESS:
-            continue
-        found.setdefault(str(state), []).append(f"{task_id}[{index}]" if index else task_id)
-    if not found:
-        return None
-    parts = []
-    for state, keys in found.items():
-        shown = ", ".join(sorted(keys)[:5]) + (", ..." if len(keys) > 5 else "")
-        parts.append(f"{len(keys)} task(s) {NOT_SUCCESS[state]} ({shown})")
-    hint = (" Skipped tasks: the job run or a pipeline run was cancelled (marked failed) "
-            "before they ran, or fail-fast stopped them." if "skipped" in found else "")
-    return "This job run did not succeed: " + "; ".join(parts) + "." + hint
-
-
 class FinalizeOperator(BaseOperator):
     """The job run's last task (a teardown that decides the DAG run's state).
 
     Removes every container the job run left (steps of killed tasks, services) on every
     engine it used, gives back its run slots, marks its runs finished and applies the
-    job's retention; then fails when any task of the job run did not succeed. The
+    job's retention; then decides the job run as Orchest did
+    (:func:`~airflow_orchest_jobs.core.jobstate.job_run_verdict`): it fails when a
+    pipeline run failed, a task outside the runs did not succeed, or the job run was
+    cancelled; a pipeline run cancelled on its own does not fail it. The
     factory makes it the DAG's one leaf (``on_failure_fail_dagrun``) that runs whatever
     happened (``all_done``): Airflow's own rule would call a job run cancelled before its
     steps started a success (every leaf ``skipped``).
@@ -174,7 +165,9 @@ class FinalizeOperator(BaseOperator):
         if removed:
             self.log.info("Removed %d container(s) the job run left (cancelled or killed "
                           "tasks)", removed)
-        verdict = self._verdict(context)
+        verdict = self._verdict(context, root)
+        self.log.info("Job run %s: %s (pipeline runs: %s)", run_id, verdict.outcome,
+                      _counted(verdict.runs.values()) or "none")
         try:
             end_job_run(settings, job, job.dag_id, run_id)
             if root.is_dir():  # a job run that ended before its plan has no folder
@@ -183,15 +176,29 @@ class FinalizeOperator(BaseOperator):
                              settings.docker_url).as_dict()
         except OSError as exc:
             raise AirflowFailException(store_failure(settings.store_dir, exc)) from None
-        if verdict:
-            raise AirflowFailException(verdict)
-        return retired
+        from .notify import job_run_ended
 
-    def _verdict(self, context: Any) -> str | None:
+        job_run_ended(context, job, verdict)  # webhooks: writes the outbox only
+        if verdict.message:
+            self.log.error("%s", verdict.message)  # the why, as a line of the task log
+            raise AirflowFailException(verdict.message)
+        return {**retired, "outcome": verdict.outcome}
+
+    def _verdict(self, context: Any, root: Any) -> JobRunVerdict:
         ti, dag = context["ti"], self.dag
         states = ti.get_task_states(dag_id=dag.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
         teardowns = {t.task_id for t in dag.tasks if t.is_teardown}
-        return job_run_verdict(states, set(dag.task_dict), teardowns | {self.task_id})
+        clear_number = int(getattr(context["dag_run"], "clear_number", 0) or 0)
+        return job_run_verdict(states, set(dag.task_dict), teardowns | {self.task_id},
+                               max_map_length=max_map_length(),
+                               cancels=read_cancels(root, clear_number))
+
+
+def _counted(outcomes: Any) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
 
 
 def store_failure(store_dir: Any, exc: OSError) -> str:

@@ -3,11 +3,15 @@
 - ``GET  /api/v1/jobs``: every Orchest DAG the user may read, with its latest job runs.
 - ``GET  /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/pipelineRuns``: the pipeline-run
   table (``state``, ``q``, ``sort``, ``order``, ``offset``, ``limit``).
+- ``GET  /api/v1/dags/{dag_id}/pipelineRuns``: the job's history, every pipeline run of
+  every job run in one table (same parameters; ``sort=job_run``, newest first, default).
 - ``POST .../pipelineRuns/rerun`` (``{"runs": [grid index, ...] | null, "states":
-  ["failed"]}``) and ``POST .../pipelineRuns/{index}/cancel``.
+  ["failed"]}``), ``POST .../pipelineRuns/{index}/cancel`` and, to cancel the whole job
+  run, ``POST /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/cancel``.
 
 Permissions are Airflow's, per DAG: reading needs what the run-files app needs (the DAG's
-task logs), actions need ``PUT`` on its task instances; the user is the one of the
+task logs), actions need ``PUT`` on its task instances (cancelling a job run: ``PUT`` on
+its DAG runs, as marking it failed in Airflow); the user is the one of the
 request (cookie or bearer token), so an action is done with the user's own rights.
 POSTs must be JSON and same-origin (no cross-site form can trigger one).
 """
@@ -21,14 +25,16 @@ from urllib.parse import quote, urlparse
 
 from ..config import api_base_url, load_settings, max_map_length
 from ..core.contract import step_log_path
-from ..core.jobstate import JobStates
+from ..core.jobstate import JobStates, job_run_outcome
 from ..core.layout import PROJECT_COPY, StoreLayout, run_folder_name
 from ..core.urls import URL_PREFIX, run_file_url
 from . import data
 from .actions import cancel as do_cancel
+from .actions import cancel_job_run as do_cancel_job_run
 from .actions import rerun as do_rerun
 from .rows import (
     CLEANUP,
+    HISTORY_SORT_KEYS,
     PREPARE,
     SORT_KEYS,
     RunRow,
@@ -66,12 +72,18 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def history_url(dag_id: str) -> str:
+    """The job's history page (every pipeline run of every job run)."""
+    return f"{root_path()}{URL_PREFIX}/ui/dags/{quote(dag_id, safe='')}/history"
+
+
 def airflow_urls(dag_id: str, run_id: str) -> dict[str, str]:
     root = root_path()
     dag, run = quote(dag_id, safe=""), quote(run_id, safe="")
     return {"dag": f"{root}/dags/{dag}", "dag_run": f"{root}/dags/{dag}/runs/{run}",
             "pipeline_runs": f"{root}{URL_PREFIX}/ui/dags/{dag}/runs/{run}",
-            "files": f"{root}{URL_PREFIX}/ui/dags/{dag}/runs/{run}/files/"}
+            "files": f"{root}{URL_PREFIX}/ui/dags/{dag}/runs/{run}/files/",
+            "history": f"{root}{URL_PREFIX}/ui/dags/{dag}/history"}
 
 
 def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
@@ -100,10 +112,10 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
                             "or a column id")
     records = [r for _, r in data.task_records(session, dag_id, [run_id])]
     state = None if dag_run.state is None else str(dag_run.state)
-    dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
+    cancels = data.cancel_info(session, settings.store_dir, dag_run)
     length = max_map_length()
-    rows = build_rows(entries, records, max_map_length=length, dag_cancelled_at=dag_cancel,
-                      run_cancelled_at=run_cancel)
+    rows = build_rows(entries, records, max_map_length=length,
+                      dag_cancelled_at=cancels.job_run_at, run_cancelled_at=cancels.runs_at)
     now = datetime.now(timezone.utc)
     total, page = select_rows(rows, cols, now=now, states=states, query=query, sort=sort,
                               descending=order == "desc", offset=offset, limit=limit)
@@ -113,11 +125,14 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
         "dag_id": dag_id,
         "dag_run_id": run_id,
         "is_orchest": data.is_orchest_dag(session, dag_id),
-        "dag_run": {"state": state, "run_type": str(dag_run.run_type),
+        "dag_run": {"state": job_run_state(state, cancels, rows), "airflow_state": state,
+                    "cancelled": _cancelled(cancels),
+                    "run_type": str(dag_run.run_type),
                     "start_date": iso(dag_run.start_date), "end_date": iso(dag_run.end_date),
                     "run_after": iso(dag_run.run_after)},
         "planned": bool(entries),
         "can_edit": _can_edit(user, dag_id),
+        "can_cancel": _can_cancel(user, dag_id),
         "links": urls,
         "columns": [{"id": c.id, "key": c.key, "name": c.name, "title": c.title,
                      "varying": c.varying} for c in cols],
@@ -132,6 +147,113 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
         "pipeline_runs": [_row(r, cols, steps, uuid, dag_id, run_id, length, now, base)
                           for r in page],
     }
+
+
+def history_response(session, dag_id: str, *, states: list[str], query: str | None,
+                     sort: str, order: str, offset: int, limit: int) -> dict[str, Any]:
+    """Every pipeline run of every job run of one DAG, as one table: the same rows,
+    filters, search, sort and paging as one job run's (task instances: one query)."""
+    from fastapi import HTTPException
+
+    bad = [s for s in states if s not in RUN_STATES]
+    if bad:
+        raise HTTPException(400, f"unknown state {bad[0]!r}; use one of {', '.join(RUN_STATES)}")
+    if not data.is_orchest_dag(session, dag_id):
+        raise HTTPException(404, f"no Orchest DAG {dag_id!r}")
+    settings = load_settings()
+    length = max_map_length()
+    dag_runs = data.all_runs(session, dag_id)
+    by_run: dict[str, list[Any]] = {r.run_id: [] for r in dag_runs}
+    for run_id, record in data.task_records(session, dag_id, None):
+        by_run.setdefault(run_id, []).append(record)
+    cancels = data.cancel_infos(session, settings.store_dir, dag_runs)
+    info = data.view_info(session, [dag_id]).get(dag_id, {})
+    rows: list[RunRow] = []
+    entries_of: dict[str, list[dict[str, Any]]] = {}
+    job_runs: dict[str, dict[str, Any]] = {}
+    for dag_run in dag_runs:
+        entries = data.run_index(StoreLayout(settings.store_dir).job_run(dag_id,
+                                                                         dag_run.run_id))
+        if not entries:
+            continue
+        entries_of[dag_run.run_id] = entries
+        info_of = cancels[dag_run.run_id]
+        built = build_rows(entries, by_run.get(dag_run.run_id, []), max_map_length=length,
+                           dag_cancelled_at=info_of.job_run_at,
+                           run_cancelled_at=info_of.runs_at)
+        for row in built:
+            row.job_run, row.job_run_after = dag_run.run_id, dag_run.run_after
+        rows.extend(built)
+        state = None if dag_run.state is None else str(dag_run.state)
+        job_runs[dag_run.run_id] = {"state": job_run_state(state, info_of, built),
+                                    "run_after": iso(dag_run.run_after)}
+    # Steps and columns as the newest job run has them (a per-job job keeps them).
+    steps_of: dict[str, Any] = {}
+
+    def steps_for(run_id: str) -> list[Any]:
+        if run_id not in steps_of:
+            root = StoreLayout(settings.store_dir).job_run(dag_id, run_id)
+            rel = data.pipeline_rel(settings.store_dir, dag_id, run_id, info.get("pipeline"))
+            steps_of[run_id] = (data.pipeline_steps(root, entries_of[run_id], rel),
+                                data.pipeline_uuid(root, entries_of[run_id]))
+        return steps_of[run_id]
+
+    newest = next(iter(entries_of), None)
+    steps = steps_for(newest)[0] if newest else []
+    cols = columns([e for entries in entries_of.values() for e in entries],
+                   {s.uuid: s.title for s in steps})
+    if sort not in {*HISTORY_SORT_KEYS, *(c.id for c in cols)}:
+        raise HTTPException(400, f"cannot sort by {sort!r}; use one of "
+                            f"{', '.join(HISTORY_SORT_KEYS)} or a column id")
+    now = datetime.now(timezone.utc)
+    total, page = select_rows(rows, cols, now=now, states=states, query=query, sort=sort,
+                              descending=order == "desc", offset=offset, limit=limit)
+    base = root_path()
+    out = []
+    for row in page:
+        run_steps, uuid = steps_for(row.job_run)
+        shown = _row(row, cols, run_steps, uuid, dag_id, row.job_run, length, now, base)
+        urls = airflow_urls(dag_id, row.job_run)
+        shown.update({"dag_run_id": row.job_run,
+                      "job_run_state": job_runs[row.job_run]["state"],
+                      "run_after": job_runs[row.job_run]["run_after"],
+                      "links": {"dag_run": urls["dag_run"],
+                                "pipeline_runs": urls["pipeline_runs"]}})
+        out.append(shown)
+    return {
+        "dag_id": dag_id,
+        "is_orchest": True,
+        "links": {"dag": airflow_urls(dag_id, "")["dag"]},
+        "columns": [{"id": c.id, "key": c.key, "name": c.name, "title": c.title,
+                     "varying": c.varying} for c in cols],
+        "steps": [{"uuid": s.uuid, "title": s.title, "task_id": s.task_id,
+                   "file_path": s.file_path, "notebook": s.notebook_html is not None}
+                  for s in steps],
+        "counts": count_states(rows),
+        "total_runs": len(rows),
+        "total_job_runs": len(entries_of),
+        "total_entries": total,
+        "offset": offset,
+        "limit": limit,
+        "pipeline_runs": out,
+    }
+
+
+def job_run_state(state: str | None, cancels: data.CancelInfo, rows: list[RunRow]
+                  ) -> str | None:
+    """The job run's state in the views: ``cancelled`` for one the user cancelled (a cancel
+    record; or, without one, marked failed in Airflow while runs were unfinished)."""
+    cancelled = cancels.job_run_cancelled or (
+        cancels.job_run_at is not None and (not rows or any(r.state == "cancelled"
+                                                            for r in rows)))
+    return job_run_outcome(state, cancelled)
+
+
+def _cancelled(cancels: data.CancelInfo) -> dict[str, Any] | None:
+    record = cancels.records.job_run
+    if record is None:
+        return None
+    return {"at": record.at, "by": record.by, "via": record.via}
 
 
 def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_id: str,
@@ -176,6 +298,20 @@ def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_i
         "steps": out_steps,
         "files_url": f"{base}{URL_PREFIX}/ui/dags/{dag}/runs/{run}/files/{folder}/",
     }
+
+
+def _can_cancel(user, dag_id: str) -> bool:
+    """Cancelling a job run is marking its DAG run failed: ``PUT`` on the DAG's runs."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
+    from airflow.models.dag import DagModel
+
+    return bool(get_auth_manager().is_authorized_dag(
+        method="PUT", access_entity=DagAccessEntity.RUN,
+        details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)), user=user))
 
 
 def _can_edit(user, dag_id: str) -> bool:
@@ -248,7 +384,7 @@ def jobs_response(session, user, runs_per_job: int) -> dict[str, Any]:
             "max_retained_pipeline_runs": info.get("max_retained_pipeline_runs"),
             "max_parallel_runs": info.get("max_parallel_runs"),
             "grid_size": info.get("grid_size"),
-            "links": {"dag": urls["dag"]},
+            "links": {"dag": urls["dag"], "history": history_url(dag.dag_id)},
             "job_runs": job_runs,
         })
     return {"jobs": out, "total_entries": len(out)}
@@ -275,10 +411,12 @@ def _job_runs(session, dag_id: str, runs: list[Any], store_dir, length: int
     for run in runs:
         state = None if run.state is None else str(run.state)
         entries = data.run_index(StoreLayout(store_dir).job_run(dag_id, run.run_id))
-        dag_cancel, run_cancel = data.cancel_times(session, dag_id, run.run_id)
+        cancels = data.cancel_info(session, store_dir, run)
         rows = build_rows(entries, by_run[run.run_id], max_map_length=length,
-                          dag_cancelled_at=dag_cancel, run_cancelled_at=run_cancel)
-        out.append({"dag_run_id": run.run_id, "state": state, "run_type": str(run.run_type),
+                          dag_cancelled_at=cancels.job_run_at,
+                          run_cancelled_at=cancels.runs_at)
+        out.append({"dag_run_id": run.run_id, "state": job_run_state(state, cancels, rows),
+                    "airflow_state": state, "run_type": str(run.run_type),
                     "run_after": iso(run.run_after), "start_date": iso(run.start_date),
                     "end_date": iso(run.end_date), "total_runs": len(rows),
                     "counts": count_states(rows),
@@ -297,6 +435,7 @@ def create_router():
     router = APIRouter(prefix="/api/v1")
     read = Depends(requires_access_dag("GET", DagAccessEntity.TASK_LOGS))
     edit = Depends(requires_access_dag("PUT", DagAccessEntity.TASK_INSTANCE))
+    cancel_run = Depends(requires_access_dag("PUT", DagAccessEntity.RUN))
 
     def same_origin(request: Request) -> None:
         """POSTs: JSON only, and from this origin (cookies are sent on same-site POSTs)."""
@@ -330,7 +469,7 @@ def create_router():
         states: list[str] = ["failed"]
 
     def _positions(session, dag_id: str, run_id: str, indices: list[int] | None,
-                   states: list[str]) -> tuple[Any, list[int]]:
+                   states: list[str]) -> tuple[Any, list[RunRow]]:
         dag_run = data.get_dag_run(session, dag_id, run_id)
         if dag_run is None:
             raise HTTPException(404, f"no DAG run {run_id!r} of DAG {dag_id!r}")
@@ -338,16 +477,17 @@ def create_router():
         store = load_settings().store_dir
         entries = data.run_index(StoreLayout(store).job_run(dag_id, run_id))
         records = [r for _, r in data.task_records(session, dag_id, [run_id])]
-        dag_cancel, run_cancel = data.cancel_times(session, dag_id, run_id)
+        cancels = data.cancel_info(session, store, dag_run)
         rows = build_rows(entries, records, max_map_length=max_map_length(),
-                          dag_cancelled_at=dag_cancel, run_cancelled_at=run_cancel)
+                          dag_cancelled_at=cancels.job_run_at,
+                          run_cancelled_at=cancels.runs_at)
         if indices is not None:
             by_index = {r.index: r for r in rows}
             missing = [i for i in indices if i not in by_index]
             if missing:
                 raise HTTPException(404, f"run {missing[0]} is not part of this job run")
-            return dag_run, [by_index[i].position for i in indices]
-        return dag_run, [r.position for r in rows if r.state in states]
+            return dag_run, [by_index[i] for i in indices]
+        return dag_run, [r for r in rows if r.state in states]
 
     @router.post("/dags/{dag_id}/dagRuns/{dag_run_id}/pipelineRuns/rerun",
                  dependencies=[edit, Depends(same_origin)])
@@ -356,16 +496,40 @@ def create_router():
         bad = [s for s in body.states if s not in RUN_STATES]
         if bad:
             raise HTTPException(400, f"unknown state {bad[0]!r}")
-        dag_run, positions = _positions(session, dag_id, dag_run_id, body.runs, body.states)
-        cleared = do_rerun(session, dag_run, positions, user.get_name())
-        return {"pipeline_runs": len(positions), "task_instances_cleared": cleared}
+        dag_run, rows = _positions(session, dag_id, dag_run_id, body.runs, body.states)
+        cleared = do_rerun(session, dag_run, [r.position for r in rows], user.get_name())
+        return {"pipeline_runs": len(rows), "task_instances_cleared": cleared}
 
     @router.post("/dags/{dag_id}/dagRuns/{dag_run_id}/pipelineRuns/{index}/cancel",
                  dependencies=[edit, Depends(same_origin)])
     def cancel(dag_id: str, dag_run_id: str, index: int, session: SessionDep,
                user: GetUserDep) -> dict[str, Any]:
-        dag_run, positions = _positions(session, dag_id, dag_run_id, [index], [])
-        changed = do_cancel(session, dag_run, positions[0], user.get_name())
+        dag_run, rows = _positions(session, dag_id, dag_run_id, [index], [])
+        changed = do_cancel(session, dag_run, rows[0], user.get_name())
         return {"index": index, "task_instances_stopped": changed}
+
+    @router.post("/dags/{dag_id}/dagRuns/{dag_run_id}/cancel",
+                 dependencies=[cancel_run, Depends(same_origin)])
+    def cancel_job_run(dag_id: str, dag_run_id: str, session: SessionDep,
+                       user: GetUserDep) -> dict[str, Any]:
+        dag_run, rows = _positions(session, dag_id, dag_run_id, None, list(RUN_STATES))
+        if str(dag_run.state) not in ("queued", "running"):
+            raise HTTPException(409, f"job run {dag_run_id!r} already ended "
+                                f"({dag_run.state}); there is nothing to cancel")
+        changed = do_cancel_job_run(session, dag_run, rows, user.get_name())
+        return {"dag_run_id": dag_run_id, "task_instances_stopped": changed}
+
+    @router.get("/dags/{dag_id}/pipelineRuns", dependencies=[read])
+    def job_history(
+        dag_id: str, session: SessionDep, user: GetUserDep,
+        state: Annotated[list[str] | None, Query()] = None,
+        q: Annotated[str | None, Query(max_length=500)] = None,
+        sort: str = "job_run", order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    ) -> dict[str, Any]:
+        wanted = [s for item in state or [] for s in item.split(",") if s]
+        return history_response(session, dag_id, states=wanted, query=q, sort=sort,
+                                order=order, offset=offset, limit=limit)
 
     return router

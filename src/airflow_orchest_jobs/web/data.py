@@ -19,15 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from ..core.contract import notebook_html
-from ..core.jobstate import JobStates
+from ..core.jobstate import Cancels, JobStates, read_cancels
 from ..core.layout import RUN_DEFINITION, StoreLayout, run_folder
 from ..core.naming import step_task_ids
 from ..core.plan import RUN_INDEX
 from ..core.snapshot.store import SnapshotStore
 from .rows import GROUP, TaskRecord
 
-#: The Log event "cancel run N" writes (Airflow's audit log shows it too).
+#: The Log events "cancel run N" and "cancel job run" write (Airflow's audit log shows
+#: them too); the cancel records in the job run's folder are what counts.
 CANCEL_EVENT = "orchest_cancel_pipeline_run"
+CANCEL_JOB_RUN_EVENT = "orchest_cancel_job_run"
 RERUN_EVENT = "orchest_rerun_pipeline_runs"
 ORCHEST_TAG = "orchest"
 
@@ -135,17 +137,20 @@ def get_dag_run(session, dag_id: str, run_id: str):
                                                DagRun.run_id == run_id))
 
 
-def task_records(session, dag_id: str, run_ids: Iterable[str]) -> list[tuple[str, TaskRecord]]:
-    """(run id, record) of every mapped task instance of the runs' groups: one query."""
+def task_records(session, dag_id: str, run_ids: Iterable[str] | None
+                 ) -> list[tuple[str, TaskRecord]]:
+    """(run id, record) of every mapped task instance of the runs' groups: one query
+    (``run_ids`` None: of every DAG run of the DAG)."""
     from airflow.models.taskinstance import TaskInstance as TI
     from sqlalchemy import select
 
-    ids = list(run_ids)
     query = select(TI.run_id, TI.task_id, TI.map_index, TI.state, TI.start_date, TI.end_date,
                    TI.try_number).where(TI.dag_id == dag_id, TI.map_index >= 0,
                                         TI.task_id.like(f"{GROUP}%"))
-    query = query.where(TI.run_id == ids[0]) if len(ids) == 1 else query.where(
-        TI.run_id.in_(ids))
+    if run_ids is not None:
+        ids = list(run_ids)
+        query = query.where(TI.run_id == ids[0]) if len(ids) == 1 else query.where(
+            TI.run_id.in_(ids))
     return [(run_id, TaskRecord(task_id, map_index, None if state is None else str(state),
                                 start, end, try_number or 0))
             for run_id, task_id, map_index, state, start, end, try_number
@@ -156,16 +161,24 @@ def cancel_times(session, dag_id: str, run_id: str
                  ) -> tuple[datetime | None, dict[int, datetime]]:
     """When the DAG run was last marked failed (unless a later patch changed its state),
     and per run position when "cancel run N" last stopped it: from Airflow's audit log."""
+    return many_cancel_times(session, dag_id, [run_id]).get(run_id, (None, {}))
+
+
+def many_cancel_times(session, dag_id: str, run_ids: Sequence[str]
+                      ) -> dict[str, tuple[datetime | None, dict[int, datetime]]]:
+    """:func:`cancel_times` of several DAG runs of one DAG, in one query."""
     from airflow.models.log import Log
     from sqlalchemy import select
 
-    last_patch: tuple[datetime, Any] | None = None
-    per_run: dict[int, datetime] = {}
-    rows = session.execute(select(Log.dttm, Log.event, Log.extra).where(
-        Log.dag_id == dag_id, Log.run_id == run_id,
-        Log.event.in_(["patch_dag_run", CANCEL_EVENT])))
-    for dttm, event, extra in rows:
-        if dttm is None:
+    patches: dict[str, tuple[datetime, Any]] = {}
+    per_run: dict[str, dict[int, datetime]] = {}
+    query = select(Log.run_id, Log.dttm, Log.event, Log.extra).where(
+        Log.dag_id == dag_id,
+        Log.event.in_(["patch_dag_run", CANCEL_EVENT, CANCEL_JOB_RUN_EVENT]))
+    if len(run_ids) == 1:
+        query = query.where(Log.run_id == run_ids[0])
+    for run_id, dttm, event, extra in session.execute(query):
+        if dttm is None or run_id is None:
             continue
         try:
             data = json.loads(extra or "{}")
@@ -173,15 +186,68 @@ def cancel_times(session, dag_id: str, run_id: str
             data = {}
         if not isinstance(data, dict):
             continue
-        if event == "patch_dag_run":
-            if "state" in data and (last_patch is None or dttm > last_patch[0]):
-                last_patch = (dttm, data["state"])
+        if event == CANCEL_JOB_RUN_EVENT:
+            data = {"state": "failed"}  # the view's "cancel job run" marks it failed
+        if event in ("patch_dag_run", CANCEL_JOB_RUN_EVENT):
+            last = patches.get(run_id)
+            if "state" in data and (last is None or dttm > last[0]):
+                patches[run_id] = (dttm, data["state"])
         elif isinstance(data.get("position"), int):
-            position = data["position"]
-            if position not in per_run or dttm > per_run[position]:
-                per_run[position] = dttm
-    dag_time = last_patch[0] if last_patch and last_patch[1] == "failed" else None
-    return dag_time, per_run
+            position, runs = data["position"], per_run.setdefault(run_id, {})
+            if position not in runs or dttm > runs[position]:
+                runs[position] = dttm
+    out = {}
+    for run_id in run_ids:
+        last = patches.get(run_id)
+        out[run_id] = (last[0] if last and last[1] == "failed" else None,
+                       per_run.get(run_id, {}))
+    return out
+
+
+@dataclass(frozen=True)
+class CancelInfo:
+    """A job run's cancels as the views use them: the records in its folder (written by
+    the actions and by the listener of Airflow's "mark failed"), else Airflow's log."""
+
+    records: Cancels
+    #: When the job run was cancelled (or last marked failed), None if it was not.
+    job_run_at: datetime | None
+    #: When each cancelled pipeline run (by position) was cancelled.
+    runs_at: dict[int, datetime]
+
+    @property
+    def job_run_cancelled(self) -> bool:
+        return self.records.job_run is not None
+
+
+def cancel_info(session, store_dir: Path, dag_run) -> CancelInfo:
+    """The cancels of one DAG run: its cancel records first, Airflow's log for the rest."""
+    return cancel_infos(session, store_dir, [dag_run])[dag_run.run_id]
+
+
+def cancel_infos(session, store_dir: Path, dag_runs: Sequence[Any]) -> dict[str, CancelInfo]:
+    """:func:`cancel_info` of several DAG runs of one DAG (one log query)."""
+    if not dag_runs:
+        return {}
+    logged = many_cancel_times(session, dag_runs[0].dag_id, [r.run_id for r in dag_runs])
+    out = {}
+    for dag_run in dag_runs:
+        records = read_cancels(StoreLayout(store_dir).job_run(dag_run.dag_id, dag_run.run_id),
+                               int(getattr(dag_run, "clear_number", 0) or 0))
+        logged_job_run, logged_runs = logged.get(dag_run.run_id, (None, {}))
+        runs_at = {**logged_runs, **{p: r.time for p, r in records.runs.items()}}
+        job_run_at = records.job_run.time if records.job_run is not None else logged_job_run
+        out[dag_run.run_id] = CancelInfo(records, job_run_at, runs_at)
+    return out
+
+
+def all_runs(session, dag_id: str) -> list[Any]:
+    """Every DAG run of one DAG, newest first."""
+    from airflow.models.dagrun import DagRun
+    from sqlalchemy import select
+
+    return list(session.scalars(select(DagRun).where(DagRun.dag_id == dag_id)
+                                .order_by(DagRun.run_after.desc(), DagRun.id.desc())))
 
 
 def view_info(session, dag_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

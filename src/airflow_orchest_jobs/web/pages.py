@@ -1,7 +1,8 @@
 """Server-side pages of the job views: plain HTML shells plus a little JavaScript.
 
 ``/ui/jobs`` (the jobs overview, Airflow's navigation), ``/ui/dags/{dag_id}/runs/{run_id}``
-(the pipeline-run table, a tab of the DAG run page) and ``.../files/{path}`` (a run
+(the pipeline-run table, a tab of the DAG run page), ``/ui/dags/{dag_id}/history`` (the
+same table over every job run of the DAG) and ``.../files/{path}`` (a run
 folder, read-only, opened as the run-files app opens files: see ``runfiles``). Pages
 carry no data: the scripts fetch it from the API with the user's own session, and
 render it with ``textContent`` (never as HTML). A strict Content-Security-Policy
@@ -115,6 +116,13 @@ def create_router():
                f"{quote(run_id, safe='')}/pipelineRuns")
         return HTMLResponse(shell(f"Pipeline runs · {dag_id}", "runs.js", root, api=api,
                                   dag_id=dag_id, run_id=run_id), headers=HEADERS)
+
+    @router.get("/ui/dags/{dag_id}/history", response_class=HTMLResponse, dependencies=[read])
+    def history_page(dag_id: str) -> HTMLResponse:
+        root = root_path()
+        api = f"{root}{URL_PREFIX}/api/v1/dags/{quote(dag_id, safe='')}/pipelineRuns"
+        return HTMLResponse(shell(f"Job history · {dag_id}", "runs.js", root, api=api,
+                                  dag_id=dag_id, mode="history"), headers=HEADERS)
 
     @router.get("/ui/dags/{dag_id}/runs/{run_id}/files/{relative:path}",
                 response_class=HTMLResponse, dependencies=[read])

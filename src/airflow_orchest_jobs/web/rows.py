@@ -15,12 +15,15 @@ from datetime import datetime
 from typing import Any
 
 from ..core.grid import PIPELINE_KEY
+from ..core.naming import GROUP, group_of, position_of  # noqa: F401 - the views' names
 from .states import RUN_STATES, TaskState, run_state
 
-GROUP = "pipeline_run"
 #: Task ids of a pipeline run that are not steps.
 PREPARE, CLEANUP = "prepare", "cleanup"
 SORT_KEYS = ("index", "state", "start", "end", "duration", "label")
+#: The job's history (every job run's pipeline runs) also sorts by job run (newest first
+#: when descending; runs of one job run stay in grid order).
+HISTORY_SORT_KEYS = ("job_run", *SORT_KEYS)
 _MISSING = object()
 
 
@@ -64,26 +67,6 @@ def value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
-def group_of(position: int, max_map_length: int) -> tuple[str, int]:
-    """(group id, map index) of the ``position``-th entry of the run index."""
-    lane, map_index = divmod(position, max_map_length)
-    return (GROUP if lane == 0 else f"{GROUP}_{lane + 1}"), map_index
-
-
-def position_of(task_id: str, map_index: int, max_map_length: int) -> tuple[int, str] | None:
-    """(position, task inside the group) of a task instance, None when not in a run group."""
-    group, _, task = task_id.partition(".")
-    if not task or map_index < 0:
-        return None
-    if group == GROUP:
-        lane = 0
-    elif group.startswith(GROUP + "_") and group[len(GROUP) + 1:].isdigit():
-        lane = int(group[len(GROUP) + 1:]) - 1
-    else:
-        return None
-    return lane * max_map_length + map_index, task
-
-
 @dataclass
 class RunRow:
     """One pipeline run: its run-index entry, its task instances, its derived state."""
@@ -94,6 +77,9 @@ class RunRow:
     tries: dict[str, int] = field(default_factory=dict)
     state: str = "queued"
     cancelled: bool = False
+    #: The DAG run it belongs to, and when that run was due (the job's history).
+    job_run: str = ""
+    job_run_after: datetime | None = None
 
     @property
     def index(self) -> int:
@@ -169,7 +155,8 @@ def matches(row: RunRow, cols: Sequence[Column], terms: Sequence[str]) -> bool:
                       and value_text(c.value(row.entry)).lower() == wanted for c in cols)
         else:
             hit = term in str(row.entry.get("label", "")).lower() or any(
-                term in value_text(c.value(row.entry)).lower() for c in cols)
+                term in value_text(c.value(row.entry)).lower() for c in cols) or (
+                term in row.job_run.lower())
         if not hit:
             return False
     return True
@@ -202,6 +189,9 @@ def sort_key(sort: str, cols: Sequence[Column], now: datetime):
         return lambda r: (r.duration(now) is None, r.duration(now) or 0.0, r.index)
     if sort == "label":
         return lambda r: (str(r.entry.get("label", "")), r.index)
+    if sort == "job_run":
+        return lambda r: (r.job_run_after is not None, r.job_run_after or now, r.job_run,
+                          -r.index)
     column = next((c for c in cols if c.id == sort), None)
     if column is not None:
         return lambda r: (_sortable(column.value(r.entry)), r.index)

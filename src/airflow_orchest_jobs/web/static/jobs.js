@@ -30,7 +30,8 @@
       el("td", {}, ...j.job_runs.map((r) => el("div", {class: "job-run", "data-run": r.dag_run_id},
         badge(r.state), " ", el("a", {href: r.links.pipeline_runs, class: "runs-link"}, r.dag_run_id),
         ` · ${r.total_runs} run(s) `, counts(r))),
-        j.job_runs.length ? null : el("span", {class: "muted"}, "no runs yet")),
+        j.job_runs.length ? el("div", {}, el("a", {href: j.links.history, class: "history-link"},
+          "every pipeline run (history)")) : el("span", {class: "muted"}, "no runs yet")),
       el("td", {}, snapshot(j)),
       el("td", {}, ...Object.entries(j.frozen_images).map(([k, v]) =>
         el("div", {title: `${k}: ${v}`, class: "image"}, shortImage(v))),

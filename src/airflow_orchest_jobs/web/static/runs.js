@@ -1,14 +1,21 @@
 // The pipeline runs of one job run (DAG run): Orchest's job view, paged on the server.
+// With data-mode="history": every pipeline run of every job run of the DAG (the job's
+// history, newest job run first), read-only, with a job-run column.
 "use strict";
 (() => {
   const {el, set, api, badge, topLink, fmtDate, fmtDuration, value} = OJ;
   const app = document.getElementById("app");
   const url = app.dataset.api;
+  const history = app.dataset.mode === "history";
   const STATES = ["success", "failed", "running", "queued", "cancelled"];
-  const view = {states: new Set(), q: "", sort: "index", order: "asc", offset: 0, limit: 50};
+  // A page size in the page's own URL (?limit=N, at most 500) is kept, e.g. for a link.
+  const asked = Number(new URLSearchParams(window.location.search).get("limit"));
+  const view = {states: new Set(), q: "", sort: history ? "job_run" : "index",
+                order: history ? "desc" : "asc", offset: 0,
+                limit: asked >= 1 && asked <= 500 ? Math.floor(asked) : 50};
   let timer = null, last = null, pending = null;
 
-  const title = el("h1", {}, "Pipeline runs");
+  const title = el("h1", {}, history ? "Job history" : "Pipeline runs");
   const sub = el("div", {class: "summary muted"});
   const notices = el("div");
   const chips = el("div", {class: "toolbar", role: "group", "aria-label": "Filter by state"});
@@ -47,7 +54,7 @@
       last = data;
       render(data);
       const unfinished = data.counts.running + data.counts.queued > 0 ||
-        ["running", "queued"].includes(data.dag_run.state);
+        (!history && ["running", "queued"].includes(data.dag_run.airflow_state));
       if (unfinished) timer = setTimeout(load, 3000);
     } catch (err) {
       set(notices, el("p", {class: "error"}, `Cannot load the pipeline runs: ${err.message}`));
@@ -75,22 +82,36 @@
 
   function render(data) {
     const links = data.links;
-    set(sub, 
+    if (history) {
+      set(sub, el("span", {}, "DAG ", topLink(links.dag, data.dag_id)),
+        el("span", {}, `${data.total_runs} pipeline run(s) of ${data.total_job_runs} job run(s), newest job run first`));
+    } else set(sub, 
       el("span", {}, "DAG ", topLink(links.dag, data.dag_id)),
       el("span", {}, "run ", topLink(links.dag_run, data.dag_run_id)),
       el("span", {}, "job run ", badge(data.dag_run.state)),
       data.dag_run.start_date ? el("span", {}, `started ${fmtDate(data.dag_run.start_date)}`) : null,
       window.top !== window ? el("a", {href: links.pipeline_runs, id: "full-page"},
-                                 "open as a full page") : null);
+                                 "open as a full page") : null,
+      el("a", {href: links.history, id: "history-link"}, "the job's history"));
     set(notices, 
+      !history && data.dag_run.cancelled ? el("p", {class: "notice", id: "cancelled-by"},
+        `Cancelled by ${data.dag_run.cancelled.by} (${data.dag_run.cancelled.via}) at ${fmtDate(data.dag_run.cancelled.at)}.`) : null,
+      history && !data.total_runs ? el("p", {class: "notice"}, "No pipeline runs yet.") : null,
       !data.is_orchest ? el("p", {class: "notice"}, "This DAG is not an Orchest DAG: it has no pipeline runs.") : null,
-      data.is_orchest && !data.planned ? el("p", {class: "notice"},
+      !history && data.is_orchest && !data.planned ? el("p", {class: "notice"},
         "No pipeline runs yet: the job run has not been planned (see its snapshot and plan tasks).") : null);
     set(chips, 
       chip("all", `all`, data.total_runs, view.states.size === 0),
       ...STATES.map((s) => chip(s, s, data.counts[s] || 0, view.states.has(s))));
     set(actions, );
-    if (data.can_edit && data.counts.failed > 0) {
+    if (!history && data.can_cancel && ["running", "queued"].includes(data.dag_run.airflow_state)) {
+      actions.append(confirmButton("Cancel job run", "Cancel the whole job run?", "danger", async () => {
+        const r = await api(`${url.replace(/\/pipelineRuns$/, "")}/cancel`, {body: {}});
+        return `Job run cancelled: ${r.task_instances_stopped} task(s) stopped.`;
+      }));
+      actions.lastChild.id = "cancel-job-run";
+    }
+    if (!history && data.can_edit && data.counts.failed > 0) {
       actions.append(confirmButton(`Re-run failed runs (${data.counts.failed})`,
         `Re-run the ${data.counts.failed} failed run(s)?`, "", async () => {
           const r = await api(`${url}/rerun`, {body: {runs: null, states: ["failed"]}});
@@ -102,7 +123,8 @@
     const first = data.total_entries ? data.offset + 1 : 0;
     const lastRow = Math.min(data.offset + data.limit, data.total_entries);
     const size = el("select", {"aria-label": "Rows per page"},
-      ...[25, 50, 100, 500].map((n) => el("option", {value: n, selected: n === view.limit}, n)));
+      ...[...new Set([25, 50, 100, 500, view.limit])].sort((a, b) => a - b).map(
+        (n) => el("option", {value: n, selected: n === view.limit}, n)));
     size.addEventListener("change", () => { view.limit = Number(size.value); view.offset = 0; load(); });
     set(pager, 
       el("button", {class: "action secondary small", type: "button", disabled: data.offset === 0,
@@ -138,11 +160,15 @@
 
   function renderTable(data) {
     const head = el("tr", {},
+      history ? header("job_run", "Job run") : null,
       header("index", "Run"), header("state", "State"),
       ...data.columns.map((c) => header(c.id, c.title, c.varying ? "param" : "param const")),
       header("start", "Started"), header("duration", "Duration"),
-      el("th", {}, "Steps"), el("th", {}, "Files"), data.can_edit ? el("th", {}, "") : null);
-    const body = data.pipeline_runs.map((r) => el("tr", {"data-index": r.index, "data-state": r.state},
+      el("th", {}, "Steps"), el("th", {}, "Files"), data.can_edit && !history ? el("th", {}, "") : null);
+    const body = data.pipeline_runs.map((r) => el("tr", {"data-index": r.index, "data-state": r.state,
+                                                          "data-run": r.dag_run_id},
+      history ? el("td", {class: "job-run"}, el("a", {href: r.links.pipeline_runs, class: "runs-link"}, r.dag_run_id),
+        " ", badge(r.job_run_state)) : null,
       el("td", {}, `#${r.index}`),
       el("td", {}, badge(r.state)),
       ...data.columns.map((c) => el("td", {class: "param", "data-column": c.id}, value(r.parameters[c.id]))),
@@ -150,7 +176,7 @@
       el("td", {}, fmtDuration(r.duration)),
       el("td", {}, el("div", {class: "steps"}, ...r.steps.map((s) => step(s)))),
       el("td", {}, el("a", {href: r.files_url, class: "files-link"}, "files")),
-      data.can_edit ? el("td", {}, rowAction(r)) : null));
+      data.can_edit && !history ? el("td", {}, rowAction(r)) : null));
     table.replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
     if (!data.pipeline_runs.length && data.planned) {
       table.append(el("tbody", {}, el("tr", {}, el("td", {colspan: 99, class: "muted"},
