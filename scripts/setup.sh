@@ -33,12 +33,21 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
+# The install runs only when what it installs changed since its last run here (the
+# dependency lists, or this checkout: the package is installed editable from it). uv (one
+# wheel, pinned in constraints.txt) installs the same pinned versions as pip would, linked
+# from its machine-wide cache: seconds for a fresh clone, where pip took minutes. Python
+# compiles each module on its first import instead of all of them here.
+stamp=.venv/.setup-installed
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) $PWD"
 if [ "${SETUP_REUSE_VENV:-0}" = 1 ]; then
     # scripts/demo with DEMO_VENV: .venv is another checkout's; installing here would
     # point its editable package at this checkout.
     echo "setup: reusing the venv at .venv (no pip install)"
-else
-    .venv/bin/pip install -q -c constraints.txt -e '.[test]'
+elif [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/pip install -q -c constraints.txt uv
+    .venv/bin/uv pip install -q --python .venv/bin/python -c constraints.txt -e '.[test]'
+    echo "$want" > "$stamp"
 fi
 
 echo "setup: images"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 #: The session's real Airflow deployment (fixture ``deployment``), started on first use.
-pytest_plugins = ["tests.deployment"]
+pytest_plugins = ["tests.postgres", "tests.deployment"]
 
 REPO = Path(__file__).resolve().parent.parent
 #: The optional external Orchest corpus (test_corpus.py): $ORCHEST_CORPUS, else
@@ -91,8 +91,18 @@ def pytest_terminal_summary(terminalreporter):
             "test(s) skipped; tests/fixtures/orchest covers every shape", yellow=True)
 
 
+#: Where the unit tier's tests live (those of them without Docker or Airflow markers).
+UNIT_FOLDERS = ("tests/core/", "tests/views/")
+HEAVY_MARKERS = {"docker", "airflow", "cluster"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """tests/test_cluster.py needs the multi-host deployment: marker ``cluster``."""
+    """The tiers scripts/test runs one after another: tests/test_cluster.py needs the
+    multi-host deployment (marker ``cluster``); the tests in tests/core and tests/views
+    that need neither Docker nor Airflow are the ``unit`` tier."""
     for item in items:
         if item.nodeid.startswith("tests/test_cluster.py"):
             item.add_marker(pytest.mark.cluster)
+        elif item.nodeid.startswith(UNIT_FOLDERS) and not HEAVY_MARKERS & {
+                mark.name for mark in item.iter_markers()}:
+            item.add_marker(pytest.mark.unit)

@@ -1,7 +1,9 @@
 """One real Airflow deployment per test session: API server, scheduler, DAG processor.
 
 Airflow's own components run as subprocesses on 127.0.0.1 against a temporary
-AIRFLOW_HOME (SQLite, LocalExecutor with parallelism 8, so steps run side by side), with
+AIRFLOW_HOME (metadata in the session's PostgreSQL 15, ``tests/postgres.py``: on SQLite
+the api-server's writes failed with "database is locked" beside the scheduler's;
+LocalExecutor with parallelism 8, so steps run side by side), with
 the repository's ``dags/`` folder reading ``projects_dir``. Tests add projects of their
 own (unique names) and wait for the DAG processor to parse them (it re-parses the DAG
 file every few seconds). Started once, on first use, and stopped at the end of the
@@ -29,6 +31,8 @@ from typing import Any
 import pytest
 import requests
 
+from tests.postgres import PostgresServer
+
 REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "admin", "secretpw"
 #: A second user with no role: no permission on any DAG (the job views' security tests).
@@ -40,7 +44,7 @@ DENIED = "forbidden"
 DENIED_PATTERN = rf"orchest__[a-z0-9]*{DENIED}[a-z0-9]*__[a-z0-9_]+"
 AUTH_MANAGER = "tests.auth_manager.PerDagAuthManager"
 #: The deployment's ``[core] max_map_length`` (Airflow's default is 1024).
-MAX_MAP_LENGTH = 16
+MAX_MAP_LENGTH = 4
 #: Bounds (seconds): components up, a DAG parsed, a DAG run finished.
 START_TIMEOUT = 120
 PARSE_TIMEOUT = 120
@@ -134,7 +138,7 @@ class Deployment:
             response = self.api("GET", f"/dags/{dag_id}")
             return response.json() if response.status_code == 200 else None
 
-        dag = self.wait(f"the DAG processor to parse {dag_id}", parsed, PARSE_TIMEOUT, 2)
+        dag = self.wait(f"the DAG processor to parse {dag_id}", parsed, PARSE_TIMEOUT, 0.5)
         if unpause and dag["is_paused"]:
             self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
         return dag
@@ -168,7 +172,7 @@ class Deployment:
             run = self.dag_run(dag_id, run_id)
             return run if run["state"] in ("success", "failed") else None
 
-        return dict(self.wait(f"DAG run {run_id}", finished, timeout, 2))
+        return dict(self.wait(f"DAG run {run_id}", finished, timeout, 1))
 
     def task_instances(self, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
         """``{"task_id[map_index]": task instance}`` of one DAG run."""
@@ -229,7 +233,7 @@ def free_port() -> int:
 
 
 def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
-                image: str) -> dict[str, str]:
+                image: str, database: str) -> dict[str, str]:
     """The subprocesses' environment: no AIRFLOW__* from outside, only ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     base_url = f"http://127.0.0.1:{port}"
@@ -242,12 +246,12 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join([*python_path, str(REPO)]),
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
-        # Small mapped groups: a 40-run grid already crosses two group boundaries
+        # Small mapped groups: a 9-run grid already crosses two group boundaries
         # (tests/airflow/test_big_grid.py), so CI tests the multi-group path in seconds.
         "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),
         "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
@@ -262,8 +266,9 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex + uuid.uuid4().hex,
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-        # Tests add projects while the deployment runs: re-parse the DAG file often.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+        # Tests add projects while the deployment runs: re-parse the DAG file often (a
+        # parse takes well under a second with the tests' projects).
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
         "AIRFLOW__ORCHEST_JOBS__PROJECTS_DIR": str(projects),
         "AIRFLOW__ORCHEST_JOBS__STORE_DIR": str(store),
@@ -313,8 +318,8 @@ def cleanup_docker(store: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory,
-               images: dict[str, str]) -> Iterator[Deployment]:
+def deployment(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
+               postgres_server: PostgresServer) -> Iterator[Deployment]:
     """Airflow's API server, scheduler and DAG processor on 127.0.0.1, for the session."""
     home = tmp_path_factory.mktemp("airflow-deployment")
     # store and data are left for the plugin to create (it gives them to the step user).
@@ -322,7 +327,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory,
     projects.mkdir()
     port = free_port()
     deployment = Deployment(home=home, env=environment(home, port, projects, store, data,
-                                                       images["python"]),
+                                                       images["python"],
+                                                       postgres_server.database("airflow")),
                             base_url=f"http://127.0.0.1:{port}", projects_dir=projects,
                             store_dir=store, data_dir=data)
     migrate = deployment.airflow("db", "migrate", timeout=180)

@@ -1,11 +1,11 @@
 """A grid bigger than one mapped group holds, on the session's real scheduler.
 
 Airflow maps at most ``[core] max_map_length`` instances per task. The session's
-deployment sets it to 16, so a 40-run grid becomes three mapped ``pipeline_run`` groups
-(16 + 16 + 8): the same path a 2,100-run grid takes at Airflow's default of 1024
-(``bench/scale_scheduler.py`` runs grids of that size). Triggered through the REST API,
-every run's step must run exactly once: each appends one line to a file named after its
-run uuid in /data, and all 40 task instances end ``success``.
+deployment sets it to 4, so a 9-run grid becomes three mapped ``pipeline_run`` groups
+(4 + 4 + 1): the same path a 2,100-run grid takes at Airflow's default of 1024
+(``bench/scale_scheduler.py`` runs grids of that size and 10,000). Triggered through the
+REST API, every run's step must run exactly once: each appends one line to a file named
+after its run uuid in /data, and all 9 task instances end ``success``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.orchest_factory import pipeline_doc, step, write_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
-RUNS = 2 * MAX_MAP_LENGTH + 8
+RUNS = 2 * MAX_MAP_LENGTH + 1
 DAG_ID = "orchest__biggrid__main"
 STEP = """\
 #!/bin/sh

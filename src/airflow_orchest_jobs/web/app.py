@@ -19,9 +19,17 @@ def create_app():
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import requires_access_dag
     from fastapi import Depends, FastAPI
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import JSONResponse, StreamingResponse
 
     app = FastAPI(title="Orchest jobs: run files and job views")
+
+    @app.middleware("http")
+    async def refuse_nul(request, call_next):
+        """No DAG, run or file name holds NUL (a URL's ``%00``), and PostgreSQL refuses it
+        in a query: Airflow's own access check would end such a request in a 500."""
+        if "\x00" in request.scope.get("path", ""):
+            return JSONResponse({"detail": "not found"}, status_code=404)
+        return await call_next(request)
 
     @app.get(
         "/runs/{dag_id}/{run_id}/{relative:path}",
