@@ -249,3 +249,54 @@ def test_an_unreachable_database_is_one_line(capsys, airflow_home, tmp_path):
     assert rc == 1 and out == ""
     [line] = err.splitlines()
     assert "cannot connect to database orchest_webserver" in line and "pw@" not in line
+
+
+def test_an_imported_webhook_gets_a_ping_signed_with_its_imported_secret(
+        tmp_path, orchest_db, airflow_home, monkeypatch, capsys):  # noqa: F811
+    """Orchest's webhook, URL and secret, carried into a Connection: `webhooks test`
+    reaches the receiver Orchest had and signs with the secret Orchest kept."""
+    import hashlib
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.path, dict(self.headers), body))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tag = uuid.uuid4().hex[:6]
+        inst = build(tmp_path / "userdir", tag,
+                     f"http://127.0.0.1:{server.server_address[1]}/hooks")
+        orchest_db.load(inst.rows())
+        config = tmp_path / "airflow.cfg"
+        config.write_text("[core]\nload_examples = False\n")
+        monkeypatch.setenv("AIRFLOW_CONFIG", str(config))
+        monkeypatch.delenv("AIRFLOW__ORCHEST_JOBS__MAX_PARALLEL_PIPELINE_RUNS",
+                           raising=False)
+        rc, out, err = _import(capsys, "--db", orchest_db.url, "--userdir",
+                               str(inst.userdir), "--projects-dir", str(tmp_path / "p"),
+                               "--apply")
+        assert rc == 0, out + err
+        rc = main(["webhooks", "test", "Slack alerts"])
+        out, err = capsys.readouterr()
+        assert rc == 0, out + err
+        assert "HTTP 200" in out and "whsec-slack-4" not in out + err
+    finally:
+        server.shutdown()
+    [(path, headers, body)] = received
+    assert path == "/hooks/slack?team=data"
+    assert headers["X-Orchest-Event"] == "ping" and headers["User-Agent"] == "Orchest"
+    assert headers["X-Hub-Signature"] == hmac.new(b"whsec-slack-4", body,
+                                                  hashlib.sha256).hexdigest()
