@@ -32,6 +32,7 @@ if orchest.get_pipeline_param("n") == 2:
     raise SystemExit("run with n=2 fails")
 print("ok")
 """
+VARIABLE = "orchest_jobs_webhooks"
 SECRET = "webhook-s3cret-value"
 
 
@@ -63,9 +64,7 @@ def test_a_job_run_notifies_as_orchest_did(deployment: Deployment) -> None:
             "name": "alerts", "content_type": "application/json", "verify_ssl": True,
             "subscriptions": [{"event_type": t, "project": name} for t in types]})})
     assert response.status_code in (200, 201), response.text
-    response = deployment.api("POST", "/variables", json={
-        "key": "orchest_jobs_webhooks", "value": json.dumps([conn_id])})
-    assert response.status_code in (200, 201), response.text
+    _set_webhooks(deployment, [*_webhooks(deployment), conn_id])
     try:
         cli = [sys.executable, "-m", "airflow_orchest_jobs.cli", "webhooks"]
         listed = subprocess.run([*cli, "list"], env=deployment.env, capture_output=True,
@@ -147,9 +146,24 @@ def test_a_job_run_notifies_as_orchest_did(deployment: Deployment) -> None:
         assert headers["X-Orchest-Event"] == "ping"
         assert json.loads(body)["event"]["type"] == "ping"
     finally:
-        deployment.api("DELETE", "/variables/orchest_jobs_webhooks")
+        _set_webhooks(deployment, [c for c in _webhooks(deployment) if c != conn_id])
         deployment.api("DELETE", f"/connections/{conn_id}")
         receiver.close()
+
+
+def _webhooks(deployment: Deployment) -> list[str]:
+    """The conn ids in the Variable ``orchest_jobs_webhooks`` (other tests of the session's
+    deployment, e.g. the import's, may have set it)."""
+    response = deployment.api("GET", f"/variables/{VARIABLE}")
+    return json.loads(response.json()["value"]) if response.status_code == 200 else []
+
+
+def _set_webhooks(deployment: Deployment, conn_ids: list[str]) -> None:
+    body = {"key": VARIABLE, "value": json.dumps(conn_ids)}
+    exists = deployment.api("GET", f"/variables/{VARIABLE}").status_code == 200
+    response = deployment.api("PATCH", f"/variables/{VARIABLE}", json=body) if exists \
+        else deployment.api("POST", "/variables", json=body)
+    assert response.status_code in (200, 201), response.text
 
 
 def _restart_scheduler(deployment: Deployment) -> None:
