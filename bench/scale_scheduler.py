@@ -168,7 +168,8 @@ def main() -> int:
     # instance on every loop (the size's own cost, not the plugin's; see README).
     size_dags = {size: write_project(projects, size, f"echo_{size}") for size in sizes}
     port = free_port()
-    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"])
+    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"],
+                      f"sqlite:///{root}/airflow.db")  # as before the tests moved to PostgreSQL
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
     # Airflow's defaults, not the test deployment's quick re-parse (5 s) and heartbeat
     # (2 s): nothing is added while the bench runs, and on 2 cores a parse every 5 s

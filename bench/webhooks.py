@@ -73,7 +73,8 @@ def main() -> int:
     shutil.copy(REPO / "dags" / "orchest_jobs.py", dags / "orchest_jobs.py")
     write_project(projects, args.runs)
     port = free_port()
-    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"])
+    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"],
+                      f"sqlite:///{root}/airflow.db")  # as before the tests moved to PostgreSQL
     env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
     env.pop("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", None)
     env.pop("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", None)
