@@ -19,8 +19,9 @@ POSTs must be JSON and same-origin (no cross-site form can trigger one).
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose
 # types are imported inside create_router.
 import re
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlparse
 
 from ..config import api_base_url, load_settings, max_map_length
@@ -37,6 +38,7 @@ from .rows import (
     HISTORY_SORT_KEYS,
     PREPARE,
     SORT_KEYS,
+    Column,
     RunRow,
     build_rows,
     columns,
@@ -134,11 +136,7 @@ def pipeline_runs_response(session, user, dag_id: str, run_id: str, *,
         "can_edit": _can_edit(user, dag_id),
         "can_cancel": _can_cancel(user, dag_id),
         "links": urls,
-        "columns": [{"id": c.id, "key": c.key, "name": c.name, "title": c.title,
-                     "varying": c.varying} for c in cols],
-        "steps": [{"uuid": s.uuid, "title": s.title, "task_id": s.task_id,
-                   "file_path": s.file_path, "notebook": s.notebook_html is not None}
-                  for s in steps],
+        **_head(cols, steps),
         "counts": count_states(rows),
         "total_runs": len(rows),
         "total_entries": total,
@@ -224,11 +222,7 @@ def history_response(session, dag_id: str, *, states: list[str], query: str | No
         "dag_id": dag_id,
         "is_orchest": True,
         "links": {"dag": airflow_urls(dag_id, "")["dag"]},
-        "columns": [{"id": c.id, "key": c.key, "name": c.name, "title": c.title,
-                     "varying": c.varying} for c in cols],
-        "steps": [{"uuid": s.uuid, "title": s.title, "task_id": s.task_id,
-                   "file_path": s.file_path, "notebook": s.notebook_html is not None}
-                  for s in steps],
+        **_head(cols, steps),
         "counts": count_states(rows),
         "total_runs": len(rows),
         "total_job_runs": len(entries_of),
@@ -300,21 +294,27 @@ def _row(row: RunRow, cols, steps, pipeline_uuid: str | None, dag_id: str, run_i
     }
 
 
+def _head(cols: Sequence[Column], steps: Sequence[data.StepInfo]) -> dict[str, Any]:
+    """The parameter columns and the steps, as both tables (a job run's, the history) send."""
+    return {"columns": [{"id": c.id, "key": c.key, "name": c.name, "title": c.title,
+                         "varying": c.varying} for c in cols],
+            "steps": [{"uuid": s.uuid, "title": s.title, "task_id": s.task_id,
+                       "file_path": s.file_path, "notebook": s.notebook_html is not None}
+                      for s in steps]}
+
+
 def _can_cancel(user, dag_id: str) -> bool:
     """Cancelling a job run is marking its DAG run failed: ``PUT`` on the DAG's runs."""
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import (
-        DagAccessEntity,
-        DagDetails,
-    )
-    from airflow.models.dag import DagModel
-
-    return bool(get_auth_manager().is_authorized_dag(
-        method="PUT", access_entity=DagAccessEntity.RUN,
-        details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)), user=user))
+    return _may_put(user, dag_id, "RUN")
 
 
 def _can_edit(user, dag_id: str) -> bool:
+    return _may_put(user, dag_id, "TASK_INSTANCE")
+
+
+def _may_put(user, dag_id: str, entity: Literal["RUN", "TASK_INSTANCE"]) -> bool:
+    """Whether the auth manager lets ``user`` change the DAG's ``entity`` (a
+    ``DagAccessEntity`` name), with the DAG's team."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import (
         DagAccessEntity,
@@ -323,7 +323,7 @@ def _can_edit(user, dag_id: str) -> bool:
     from airflow.models.dag import DagModel
 
     return bool(get_auth_manager().is_authorized_dag(
-        method="PUT", access_entity=DagAccessEntity.TASK_INSTANCE,
+        method="PUT", access_entity=DagAccessEntity[entity],
         details=DagDetails(id=dag_id, team_name=DagModel.get_team_name(dag_id)), user=user))
 
 
