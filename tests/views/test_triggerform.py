@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_orchest_jobs.core.annotation import read_annotation
 from airflow_orchest_jobs.core.request import resolve_request
 from airflow_orchest_jobs.core.settings import Settings
 from airflow_orchest_jobs.core.triggerform import (
@@ -52,6 +53,17 @@ def test_form_has_a_field_per_parameter_and_labelled_runs(dag):
     assert runs["values_display"]["5"] == 'run 5 · a=2, b="x"'
     info = params.get_param("parameters").schema["x-orchest"]
     assert info["kind"] == "pipeline" and info["grid_size"] == 12
+
+
+def test_the_views_read_the_annotation_back_from_the_serialized_dag(dag):
+    """What the job views and the pause webhooks show (grid size, project) comes back
+    out of the DAG as the api-server and the scheduler hold it: serialized."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    info = read_annotation(DagSerialization.to_dict(dag))
+    assert info["kind"] == "pipeline" and info["grid_size"] == 12
+    assert info["project"] == dag.params.get_param("parameters").schema["x-orchest"]["project"]
+    assert read_annotation({}) == {}
 
 
 def test_what_the_form_submits_validates_and_folds_into_the_conf_format(dag):

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import load_settings
 from ..config import max_map_length as read_max_map_length
+from ..core.annotation import schema_annotation
 from ..core.errors import Problem, one_line, problems_of
 from ..core.grid import Grid
 from ..core.job import DagKind
@@ -177,7 +178,7 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
                f"(the default grid, {grid_size} runs, is too big to show here)")
             + ("; a parameter changed in its own field takes the field's values" if fields
                else "") + f". Step uuids: {steps}."),
-        **_schema_annotation({"kind": job.kind.value,
+        **schema_annotation({"kind": job.kind.value,
                               "project": job.project.name,
                               "pipeline": str(job.pipeline.rel_path),
                               "snapshot": job.snapshot,
@@ -203,11 +204,6 @@ def _params(job: JobDefinition, grid: Grid, grid_shown: bool) -> dict[str, Any]:
                     "{\"airflow_connection\": ID, \"field\": \"password\"} to keep a "
                     "secret out of the project.")
     return params
-
-
-def _schema_annotation(fields: dict[str, Any]) -> dict[str, Any]:
-    """What the job views show that only the definition knows, as Param schema keywords."""
-    return {"x-orchest": fields}
 
 
 def _run_limits(job: JobDefinition) -> dict[str, Any]:

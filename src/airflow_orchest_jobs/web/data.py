@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..core.annotation import read_annotation
 from ..core.contract import notebook_html
 from ..core.jobstate import Cancels, JobStates, read_cancels
 from ..core.layout import RUN_DEFINITION, StoreLayout, run_folder
@@ -251,7 +252,7 @@ def all_runs(session, dag_id: str) -> list[Any]:
 
 
 def view_info(session, dag_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The ``x-orchest`` annotation ``factory._params`` puts on the DAG's params, per DAG."""
+    """The ``x-orchest`` annotation (``core.annotation``) of each DAG."""
     from airflow.models.serialized_dag import SerializedDagModel
 
     out: dict[str, dict[str, Any]] = {}
@@ -261,7 +262,7 @@ def view_info(session, dag_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
                                                                     session=session):
         cached = _INFO.get(serialized.dag_hash)
         if cached is None:
-            cached = _info_from(serialized.data or {})
+            cached = read_annotation(serialized.data or {})
             _INFO[serialized.dag_hash] = cached
             if len(_INFO) > 1024:
                 _INFO.pop(next(iter(_INFO)))
@@ -270,19 +271,6 @@ def view_info(session, dag_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 _INFO: dict[str, dict[str, Any]] = {}
-
-
-def _info_from(data: dict[str, Any]) -> dict[str, Any]:
-    params = (data.get("dag") or {}).get("params") or []
-    for name, param in params if isinstance(params, list) else []:
-        if name != "parameters" or not isinstance(param, dict):
-            continue
-        schema = param.get("schema") or {}
-        schema = schema.get("__var", schema) if isinstance(schema, dict) else {}
-        info = schema.get("x-orchest") if isinstance(schema, dict) else None
-        if isinstance(info, dict):
-            return dict(info.get("__var", info))
-    return {}
 
 
 def orchest_dags(session, readable: set[str]) -> list[Any]:

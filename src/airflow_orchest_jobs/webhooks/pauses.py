@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.annotation import read_annotation
 from ..core.notifications.events import cron_job_event
 from ..core.notifications.outbox import Delivery, Outbox
 from ..core.notifications.pauses import PauseRecord, changes
@@ -57,15 +58,9 @@ def _annotation(session: Any, dag_id: str) -> dict[str, Any]:
 
     found = SerializedDagModel.get_latest_serialized_dags(dag_ids=[dag_id], session=session)
     for serialized in found:
-        params = ((serialized.data or {}).get("dag") or {}).get("params") or []
-        for name, param in params if isinstance(params, list) else []:
-            if name != "parameters" or not isinstance(param, dict):
-                continue
-            schema = param.get("schema") or {}
-            schema = schema.get("__var", schema) if isinstance(schema, dict) else {}
-            info = schema.get("x-orchest") if isinstance(schema, dict) else None
-            if isinstance(info, dict):
-                return dict(info.get("__var", info))
+        info = read_annotation(serialized.data or {})
+        if info:
+            return info
     return {}
 
 
