@@ -37,14 +37,7 @@ def marker_path(run_dir: str | Path) -> Path:
 
 def mark_failed(run_dir: str | Path, failed: FailedStep) -> bool:
     """Record the run's first failure; False when another step failed first."""
-    path = marker_path(run_dir)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as handle:
-        json.dump(asdict(failed), handle)
-    return True
+    return _write_new(marker_path(run_dir), failed)
 
 
 def failed_step(run_dir: str | Path) -> FailedStep | None:
@@ -89,17 +82,13 @@ def job_marker_path(run_root: str | Path) -> Path:
 def mark_run_failed(run_root: str | Path, failed: FailedRun) -> bool:
     """Record the job run's first failed pipeline run; False when one was recorded."""
     path = job_marker_path(run_root)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
-    except FileExistsError:
-        stale = failed_run(run_root)
-        if stale is None or stale.generation >= failed.generation:
-            return False
-        path.unlink(missing_ok=True)  # left from before the DAG run was cleared
-        return mark_run_failed(run_root, failed)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(asdict(failed), handle)
-    return True
+    if _write_new(path, failed):
+        return True
+    stale = failed_run(run_root)
+    if stale is None or stale.generation >= failed.generation:
+        return False
+    path.unlink(missing_ok=True)  # left from before the DAG run was cleared
+    return mark_run_failed(run_root, failed)
 
 
 def failed_run(run_root: str | Path, generation: int | None = None) -> FailedRun | None:
@@ -112,3 +101,14 @@ def failed_run(run_root: str | Path, generation: int | None = None) -> FailedRun
     if generation is not None and found.generation < generation:
         return None
     return found
+
+
+def _write_new(path: Path, failed: FailedStep | FailedRun) -> bool:
+    """Write the marker unless one exists (exclusive create: the first writer wins)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o664)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        json.dump(asdict(failed), handle)
+    return True
