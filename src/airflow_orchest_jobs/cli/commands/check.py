@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ...config import load_settings
-from ...core.errors import OrchestError, problems_of
+from ...core.errors import OrchestError
 from ...core.grid import Grid, load_parameters
 from ...core.job import DagKind
 from ...core.jobdef import job_definitions
@@ -17,6 +17,7 @@ from ...core.pipeline import load_pipeline
 from ...core.project import JOB_SUFFIX, PIPELINE_SUFFIX, Project, parameters_file_for
 from ...core.scan import Scan, scan_project, scan_projects
 from ...core.warnings import unhonoured
+from ..boundary import contained
 
 log = logging.getLogger("airflow_orchest_jobs.validate")
 
@@ -64,14 +65,7 @@ def _is_project(folder: Path) -> bool:
 
 def run_validate(args: argparse.Namespace) -> int:
     """Never a traceback: whatever a path's checks raise is that path's one line."""
-    try:
-        return _validate(args)
-    except OrchestError:
-        raise  # the CLI prints its lines
-    except Exception as exc:  # the command's boundary: contain anything
-        for problem in problems_of(", ".join(map(str, args.paths)), exc, log):
-            print(problem, file=sys.stderr)
-        return 1
+    return contained(", ".join(map(str, args.paths)), log, lambda: _validate(args))
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -138,14 +132,7 @@ def unhonoured_fields(scan: Scan) -> list[str]:
 
 def run_grid(args: argparse.Namespace) -> int:
     """Never a traceback either: an unforeseen exception is the pipeline's one line."""
-    try:
-        return _grid(args)
-    except OrchestError:
-        raise  # the CLI prints its lines
-    except Exception as exc:  # the command's boundary: contain anything
-        for problem in problems_of(args.pipeline, exc, log):
-            print(problem, file=sys.stderr)
-        return 1
+    return contained(args.pipeline, log, lambda: _grid(args))
 
 
 def _grid(args: argparse.Namespace) -> int:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ...config import load_settings
-from ...core.errors import OrchestError, problems_of
+from ...core.errors import OrchestError
 from ...core.importer.model import OrchestJob, OrchestProject
 from ...core.importer.plan import Sources, plan_import
 from ...orchest_import.airflow_store import AirflowStore
@@ -23,6 +22,7 @@ from ...orchest_import.db import read_db
 from ...orchest_import.images import missing_image_notes
 from ...orchest_import.manifest import Manifest
 from ...orchest_import.writer import Importer
+from ..boundary import contained
 
 log = logging.getLogger("airflow_orchest_jobs.import")
 
@@ -79,14 +79,7 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except OrchestError:
-        raise  # the CLI prints its lines
-    except Exception as exc:  # the command's boundary: one line, never a traceback
-        for problem in problems_of("import", exc, log):
-            print(problem, file=sys.stderr)
-        return 1
+    return contained("import", log, lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> int:
