@@ -30,8 +30,6 @@ import threading
 import time
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -74,6 +72,23 @@ def start_postgres(root: Path) -> tuple[str, list[str]]:
                     "-U", "postgres", "airflow"], check=True, capture_output=True)
     return (f"postgresql+psycopg2://postgres@127.0.0.1:{port}/airflow",
             [*as_pg, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
+
+
+def bench_deployment(root: Path, image: str, database: str | None = None) -> Deployment:
+    """The test deployment's components under ``root`` (DAGs in ``root/dags``, projects in
+    ``root/projects``), with SQLite unless ``database`` is given, as before the tests moved
+    to PostgreSQL, and Airflow's defaults, not the test deployment's quick re-parse (5 s)
+    and heartbeat (2 s): nothing is added while a bench runs, and on 2 cores a parse every
+    5 s takes CPU from the runs being measured."""
+    port = free_port()
+    env = environment(root, port, root / "projects", root / "store", root / "data", image,
+                      database or f"sqlite:///{root}/airflow.db")
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(root / "dags")
+    env.pop("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", None)
+    env.pop("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", None)
+    return Deployment(home=root, env=env, base_url=f"http://127.0.0.1:{port}",
+                      projects_dir=root / "projects", store_dir=root / "store",
+                      data_dir=root / "data")
 
 
 class MemorySampler(threading.Thread):
@@ -167,35 +182,13 @@ def main() -> int:
     # grid's values in the conf are decoded again by the scheduler for every task
     # instance on every loop (the size's own cost, not the plugin's; see README).
     size_dags = {size: write_project(projects, size, f"echo_{size}") for size in sizes}
-    port = free_port()
-    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"],
-                      f"sqlite:///{root}/airflow.db")  # as before the tests moved to PostgreSQL
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
-    # Airflow's defaults, not the test deployment's quick re-parse (5 s) and heartbeat
-    # (2 s): nothing is added while the bench runs, and on 2 cores a parse every 5 s
-    # takes CPU from the runs being measured.
-    env.pop("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", None)
-    env.pop("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", None)
-    stop_db = None
-    if args.postgres:
-        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], stop_db = start_postgres(root)
-    deployment = Deployment(home=root, env=env, base_url=f"http://127.0.0.1:{port}",
-                            projects_dir=projects, store_dir=root / "store",
-                            data_dir=root / "data")
+    database, stop_db = start_postgres(root) if args.postgres else (None, None)
+    deployment = bench_deployment(root, tags["busybox"], database)
     results: dict[str, float] = {}
     memory: dict[str, dict] = {}
     sampler = MemorySampler(deployment.processes)
     try:
-        assert deployment.airflow("db", "migrate", timeout=300).returncode == 0
-        for name, cmd in {"api-server": ["api-server"], "scheduler": ["scheduler"],
-                          "dag-processor": ["dag-processor"]}.items():
-            with open(root / f"{name}.log", "wb") as out:
-                deployment.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", *cmd], env=env, cwd=root,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)
-        deployment.wait("the API server", lambda: requests.get(
-            f"{deployment.base_url}/api/v2/monitor/health", timeout=5).ok, 180)
+        deployment.start(migrate_timeout=300, timeout=180)
         sampler.start()
         if args.runs:
             grid = {"parameters": {"pipeline_parameters": {"i": list(range(args.runs))}}}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,15 +23,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import REPO, git_head, images, machine, table, write_section
 from scale import DAG_ID, write_project
-from scale_scheduler import timed
-from tests.deployment import Deployment, environment, free_port, stop
+from scale_scheduler import bench_deployment, timed
+from tests.deployment import stop
 
 SECTION = "Webhooks on a real scheduler"
 COMMAND = ".venv/bin/python bench/webhooks.py"
@@ -72,28 +69,12 @@ def main() -> int:
     dags.mkdir()
     shutil.copy(REPO / "dags" / "orchest_jobs.py", dags / "orchest_jobs.py")
     write_project(projects, args.runs)
-    port = free_port()
-    env = environment(root, port, projects, root / "store", root / "data", tags["busybox"],
-                      f"sqlite:///{root}/airflow.db")  # as before the tests moved to PostgreSQL
-    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
-    env.pop("AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL", None)
-    env.pop("AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC", None)
-    deployment = Deployment(home=root, env=env, base_url=f"http://127.0.0.1:{port}",
-                            projects_dir=projects, store_dir=root / "store",
-                            data_dir=root / "data")
+    deployment = bench_deployment(root, tags["busybox"])
     server, seen = receiver()
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     times: dict[str, list[float]] = {"without": [], "with": []}
     try:
-        assert deployment.airflow("db", "migrate", timeout=300).returncode == 0
-        for name in ("api-server", "scheduler", "dag-processor"):
-            with open(root / f"{name}.log", "wb") as out:
-                deployment.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", name], env=env, cwd=root,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)
-        deployment.wait("the API server", lambda: requests.get(
-            f"{deployment.base_url}/api/v2/monitor/health", timeout=5).ok, 180)
+        deployment.start(migrate_timeout=300, timeout=180)
         deployment.api("POST", "/connections", json={
             "connection_id": "bench_hook", "conn_type": "orchest_webhook", "host": url,
             "password": "bench-secret", "extra": json.dumps({

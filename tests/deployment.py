@@ -132,6 +132,20 @@ class Deployment:
             time.sleep(interval)
         pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.diagnostics()}")
 
+    def start(self, migrate_timeout: float = 180, timeout: float = START_TIMEOUT) -> None:
+        """``airflow db migrate``, then the components (``COMPONENTS``, output in
+        ``home/<name>.log``) until the API server answers its health check."""
+        migrate = self.airflow("db", "migrate", timeout=migrate_timeout)
+        assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+        for name, args in COMPONENTS.items():
+            with open(self.home / f"{name}.log", "wb") as out:
+                self.processes[name] = subprocess.Popen(
+                    [sys.executable, "-m", "airflow", *args], env=self.env, cwd=self.home,
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True)
+        self.wait("the API server", lambda: requests.get(
+            f"{self.base_url}/api/v2/monitor/health", timeout=5).ok, timeout)
+
     def wait_for_dag(self, dag_id: str, unpause: bool = True) -> dict[str, Any]:
         """The DAG as the API shows it once the DAG processor parsed it (unpaused)."""
         def parsed() -> dict[str, Any] | None:
@@ -331,17 +345,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
                                                        postgres_server.database("airflow")),
                             base_url=f"http://127.0.0.1:{port}", projects_dir=projects,
                             store_dir=store, data_dir=data)
-    migrate = deployment.airflow("db", "migrate", timeout=180)
-    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     try:
-        for name, args in COMPONENTS.items():
-            with open(home / f"{name}.log", "wb") as out:
-                deployment.processes[name] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", *args], env=deployment.env, cwd=home,
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)
-        deployment.wait("the API server", lambda: requests.get(
-            f"{deployment.base_url}/api/v2/monitor/health", timeout=5).ok, START_TIMEOUT)
+        deployment.start()
         yield deployment
     finally:
         stop(list(deployment.processes.values()))
