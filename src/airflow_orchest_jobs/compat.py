@@ -85,7 +85,8 @@ UPSTREAM: tuple[Upstream, ...] = (
              "PATCH .../taskInstances/{task_id}/{map_index} then also clears every failed "
              "or upstream_failed instance of the task's downstream tasks in the DAG run, "
              "at every map index (SerializedDAG.set_task_instance_state), so other "
-             "pipeline runs' failed steps would run again"),
+             "pipeline runs' failed steps would run again (measured on 3.3.2: PATCH of "
+             "a step at map index 0 re-ran the failed step after it at map index 1)"),
     Upstream("airflow.models.log", "Log.__init__", ("self", "event"),
              "web/actions.py, web/data.py",
              "the audit log row of a cancel (no public API writes a custom audit event)"),
