@@ -76,23 +76,20 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("airflow.providers.docker.hooks.docker", "DockerHook.construct_tls_config",
              ("ca_cert", "client_cert", "client_key"), "operators/dockerhook.py",
              "the TLS files as the provider builds them"),
-    # --- re-run and cancel (web/actions.py) --------------------------------------------
-    Upstream("airflow.models.taskinstance", "clear_task_instances",
-             ("tis", "session", "dag_run_state"), "web/actions.py",
-             "re-run clears the chosen map indexes in the api-server's own session; the "
-             "public POST /api/v2/dags/{dag_id}/clearTaskInstances would need the user's "
-             "token forwarded from the view (see README, Development)"),
+    # --- cancel (web/actions.py; re-run goes through the public REST API) --------------
     Upstream("airflow.models.dagbag", "DBDagBag.get_dag_for_run", ("self", "dag_run", "session"),
-             "web/actions.py", "the serialized DAG of the run to clear (as the core API)"),
+             "web/actions.py", "the serialized DAG of the run to cancel (as the core API)"),
     Upstream("airflow.models.taskinstance", "TaskInstance.set_state", ("self", "state"),
              "web/actions.py",
-             "cancel marks one map index's tasks failed/skipped; the public PATCH of task "
-             "instances would need the user's token (as re-run)"),
+             "cancel marks one map index's unfinished tasks failed/skipped; the public "
+             "PATCH .../taskInstances/{task_id}/{map_index} then also clears every failed "
+             "or upstream_failed instance of the task's downstream tasks in the DAG run, "
+             "at every map index (SerializedDAG.set_task_instance_state), so other "
+             "pipeline runs' failed steps would run again (measured on 3.3.2: PATCH of "
+             "a step at map index 0 re-ran the failed step after it at map index 1)"),
     Upstream("airflow.models.log", "Log.__init__", ("self", "event"),
              "web/actions.py, web/data.py",
-             "the audit log row that tells a cancelled run from a failed one: no public "
-             "API writes a custom audit event"),
-    Upstream("airflow.utils.state", "DagRunState", (), "web/actions.py", "state names"),
+             "the audit log row of a cancel (no public API writes a custom audit event)"),
     Upstream("airflow.utils.state", "TaskInstanceState", (), "web/actions.py",
              "state names"),
     # --- the views' reads ---------------------------------------------------------------
@@ -141,6 +138,10 @@ UPSTREAM: tuple[Upstream, ...] = (
     Upstream("airflow.api_fastapi.core_api.security", "requires_access_dag",
              ("method", "access_entity"), "web/", _VIEWS_AUTH),
     Upstream("airflow.api_fastapi.core_api.security", "GetUserDep", (), "web/", _VIEWS_AUTH),
+    Upstream("airflow.api_fastapi.auth.managers.base_auth_manager", "COOKIE_NAME_JWT_TOKEN",
+             (), "web/airflowapi.py",
+             "the cookie the UI's JWT travels in: re-run forwards it to the public REST "
+             "API (as Airflow's get_user reads it)"),
 )
 
 

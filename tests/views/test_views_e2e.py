@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.deployment import OUTSIDER, OUTSIDER_PASSWORD, PASSWORD, USER
+from tests.deployment import (
+    OUTSIDER,
+    OUTSIDER_PASSWORD,
+    PASSWORD,
+    RESTRICTED,
+    RESTRICTED_PASSWORD,
+    USER,
+)
 from tests.views import project
 from tests.views.browser import binaries, chromium, login, wait_for
 
@@ -89,6 +96,14 @@ def runs_path(dag_id: str, run_id: str) -> str:
     return f"/api/v1/dags/{dag_id}/dagRuns/{run_id}/pipelineRuns"
 
 
+def clears(deployment, dag_id: str, run_id: str) -> list[dict]:
+    """Airflow's audit log entries of the re-runs of one DAG run (its own clear endpoint)."""
+    response = deployment.api("GET", "/eventLogs", params={
+        "dag_id": dag_id, "run_id": run_id, "event": "post_clear_task_instances"})
+    assert response.status_code == 200, response.text
+    return list(response.json()["event_logs"])
+
+
 def test_api_rows_filters_search_sort_paging(deployment, job_run):
     dag_id, run_id = job_run
     admin = Client(deployment.base_url, USER, PASSWORD)
@@ -144,6 +159,12 @@ def test_a_user_without_permission_gets_no_rows_files_or_actions(deployment, job
                         ).status_code == 403
     assert outsider.post(runs_path(dag_id, run_id) + "/rerun").status_code == 403
     assert outsider.post(runs_path(dag_id, run_id) + "/0/cancel").status_code == 403
+    # A viewer may read the runs but not re-run or cancel one (nor through Airflow).
+    viewer = Client(deployment.base_url, RESTRICTED, RESTRICTED_PASSWORD)
+    assert viewer.get(runs_path(dag_id, run_id)).status_code == 200
+    assert viewer.post(runs_path(dag_id, run_id) + "/rerun", {"runs": [5]}).status_code == 403
+    assert viewer.post(runs_path(dag_id, run_id) + "/5/cancel").status_code == 403
+    assert not [e for e in clears(deployment, dag_id, run_id) if e["owner"] != USER]
     anonymous = requests.get(f"{deployment.base_url}/orchest-jobs{runs_path(dag_id, run_id)}",
                              timeout=30)
     assert anonymous.status_code == 401
@@ -191,6 +212,19 @@ def test_cancel_one_run_and_the_whole_job_run(deployment, job_run):
         raise
     rows = admin.get(runs_path(dag_id, run_id)).json()["pipeline_runs"]
     assert {s["state"] for r in rows for s in r["steps"]} == {"cancelled"}
+    deployment.wait_finished(dag_id, run_id)
+
+    # Re-run run 0 (a bearer token): Airflow's own clear, as that user, in its audit log.
+    response = admin.post(runs_path(dag_id, run_id) + "/rerun", {"runs": [0]})
+    assert response.status_code == 200, response.text
+    assert response.json()["task_instances_cleared"] >= 2  # its steps and finalize
+    assert states()[0] in ("queued", "running")
+    assert deployment.dag_run(dag_id, run_id)["state"] in ("queued", "running")
+    [entry] = clears(deployment, dag_id, run_id)
+    assert entry["owner"] == USER and json.loads(entry["extra"])["dry_run"] is False
+    stopped = deployment.api("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}",
+                             json={"state": "failed"})
+    assert stopped.status_code == 200, stopped.text
 
 
 @pytest.mark.skipif(binaries() is None, reason="needs chromium and chromium-driver")
@@ -276,6 +310,11 @@ def test_browser_views_log_notebook_overview_and_rerun(deployment, job_run):
             By.CSS_SELECTOR, "[data-count=success]").text == "12", timeout=480, interval=2)
         assert browser.find_element(By.CSS_SELECTOR, "[data-count=failed]").text == "0"
     assert deployment.wait_finished(dag_id, run_id)["state"] == "success"
+    # The browser's cookie was the credential of Airflow's clear: the user's entry.
+    [entry] = clears(deployment, dag_id, run_id)
+    assert entry["owner"] == USER
+    assert sorted({pair[1] for pair in json.loads(entry["extra"])["task_ids"]
+                   if isinstance(pair, list)}) == [1, 2]  # runs 5 and 6 (groups of 4)
 
 
 @pytest.mark.skipif(binaries() is None, reason="needs chromium and chromium-driver")

@@ -6,8 +6,9 @@
 - ``GET  /api/v1/dags/{dag_id}/pipelineRuns``: the job's history, every pipeline run of
   every job run in one table (same parameters; ``sort=job_run``, newest first, default).
 - ``POST .../pipelineRuns/rerun`` (``{"runs": [grid index, ...] | null, "states":
-  ["failed"]}``), ``POST .../pipelineRuns/{index}/cancel`` and, to cancel the whole job
-  run, ``POST /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/cancel``.
+  ["failed"]}``: Airflow's ``clearTaskInstances`` called as the user, ``web.actions``),
+  ``POST .../pipelineRuns/{index}/cancel`` and, to cancel the whole job run,
+  ``POST /api/v1/dags/{dag_id}/dagRuns/{dag_run_id}/cancel``.
 
 Permissions are Airflow's, per DAG: reading needs what the run-files app needs (the DAG's
 task logs), actions need ``PUT`` on its task instances (cancelling a job run: ``PUT`` on
@@ -33,6 +34,7 @@ from . import data
 from .actions import cancel as do_cancel
 from .actions import cancel_job_run as do_cancel_job_run
 from .actions import rerun as do_rerun
+from .airflowapi import AirflowApi, ApiError
 from .rows import (
     CLEANUP,
     HISTORY_SORT_KEYS,
@@ -491,13 +493,18 @@ def create_router():
 
     @router.post("/dags/{dag_id}/dagRuns/{dag_run_id}/pipelineRuns/rerun",
                  dependencies=[edit, Depends(same_origin)])
-    def rerun(dag_id: str, dag_run_id: str, session: SessionDep, user: GetUserDep,
+    def rerun(dag_id: str, dag_run_id: str, session: SessionDep, request: Request,
               body: Annotated[RerunBody, Body()]) -> dict[str, Any]:
+        """Sync (threadpool): it waits on Airflow's REST API of this same api-server."""
         bad = [s for s in body.states if s not in RUN_STATES]
         if bad:
             raise HTTPException(400, f"unknown state {bad[0]!r}")
-        dag_run, rows = _positions(session, dag_id, dag_run_id, body.runs, body.states)
-        cleared = do_rerun(session, dag_run, [r.position for r in rows], user.get_name())
+        _, rows = _positions(session, dag_id, dag_run_id, body.runs, body.states)
+        session.commit()  # ends the read transaction before Airflow's clear writes
+        try:
+            cleared = do_rerun(AirflowApi.for_request(request), dag_id, dag_run_id, rows)
+        except ApiError as error:
+            raise HTTPException(error.status, error.detail) from None
         return {"pipeline_runs": len(rows), "task_instances_cleared": cleared}
 
     @router.post("/dags/{dag_id}/dagRuns/{dag_run_id}/pipelineRuns/{index}/cancel",

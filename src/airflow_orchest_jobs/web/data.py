@@ -31,7 +31,6 @@ from .rows import GROUP, TaskRecord
 #: them too); the cancel records in the job run's folder are what counts.
 CANCEL_EVENT = "orchest_cancel_pipeline_run"
 CANCEL_JOB_RUN_EVENT = "orchest_cancel_job_run"
-RERUN_EVENT = "orchest_rerun_pipeline_runs"
 ORCHEST_TAG = "orchest"
 
 
