@@ -265,6 +265,11 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
+        # Every task process loads the DAG file (every test's projects) before it runs; on
+        # a 2-core machine busy with parallel tests, Airflow's 30 s bound was hit by
+        # three tasks starting at once and the tasks never ran (tests timed out). The
+        # parse cost itself is bench/parse.py's business, not the tests'.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         # Small mapped groups: a 9-run grid already crosses two group boundaries
         # (tests/airflow/test_big_grid.py), so CI tests the multi-group path in seconds.
         "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),
@@ -291,6 +296,41 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__ORCHEST_JOBS__ENVIRONMENT_IMAGES": json.dumps({"*": image}),
     })
     return env
+
+
+def cpu_seconds(group: int) -> float:
+    """CPU time of a process group: each live member's own and its reaped children's (a
+    DAG processor's parse processes, a LocalExecutor worker's task processes)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == group:
+                ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, idle) clock ticks of the whole machine so far (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values[:8]) - idle, idle
+
+
+#: Lines for the test run's summary (tests/conftest.py prints them).
+SUMMARY: list[str] = []
+
+
+def report_cpu(deployment: Deployment, wall: float, ticks: tuple[int, int]) -> None:
+    """Where the session's CPU went, for the summary: the end-to-end tier's time budget."""
+    used = {}
+    for name, proc in deployment.processes.items():
+        with contextlib.suppress(OSError):
+            used[name] = cpu_seconds(proc.pid)
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in used.items())
+    busy, idle = (now - then for now, then in zip(machine_ticks(), ticks, strict=True))
+    SUMMARY.append(f"session deployment: up {wall:.0f} s, machine busy "
+                   f"{100 * busy / max(1, busy + idle):.0f}%; CPU seconds: {parts}")
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -347,7 +387,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
                             store_dir=store, data_dir=data)
     try:
         deployment.start()
+        started, ticks = time.monotonic(), machine_ticks()
         yield deployment
+        report_cpu(deployment, time.monotonic() - started, ticks)
     finally:
         stop(list(deployment.processes.values()))
         cleanup_docker(store)
