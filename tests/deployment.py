@@ -265,11 +265,6 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "8",
-        # Every task process loads the DAG file (every test's projects) before it runs; on
-        # a 2-core machine busy with parallel tests, Airflow's 30 s bound was hit by
-        # three tasks starting at once and the tasks never ran (tests timed out). The
-        # parse cost itself is bench/parse.py's business, not the tests'.
-        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         # Small mapped groups: a 9-run grid already crosses two group boundaries
         # (tests/airflow/test_big_grid.py), so CI tests the multi-group path in seconds.
         "AIRFLOW__CORE__MAX_MAP_LENGTH": str(MAX_MAP_LENGTH),

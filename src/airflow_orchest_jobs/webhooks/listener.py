@@ -47,6 +47,12 @@ class DeliveryListener:
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The delivery process this listener started, if any."""
+        with self._lock:
+            return self._process
+
     @hookimpl
     def on_starting(self, component: Any) -> None:
         if not hasattr(component, "job_type"):
