@@ -79,7 +79,12 @@ def images(docker_client) -> dict[str, str]:
 
 
 def pytest_terminal_summary(terminalreporter):
-    """One plain line when the external corpus was absent and its tests were skipped."""
+    """What the session deployment used (CPU per component), and one plain line when the
+    external corpus was absent and its tests were skipped."""
+    from tests.deployment import SUMMARY
+
+    for line in SUMMARY:
+        terminalreporter.write_line(line)
     skipped = [r for r in terminalreporter.stats.get("skipped", [])
                if r.nodeid.split("::")[0].endswith("test_corpus.py")]
     if skipped and not CORPUS.is_dir():

@@ -293,6 +293,41 @@ def environment(home: Path, port: int, projects: Path, store: Path, data: Path,
     return env
 
 
+def cpu_seconds(group: int) -> float:
+    """CPU time of a process group: each live member's own and its reaped children's (a
+    DAG processor's parse processes, a LocalExecutor worker's task processes)."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == group:
+                ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, idle) clock ticks of the whole machine so far (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return sum(values[:8]) - idle, idle
+
+
+#: Lines for the test run's summary (tests/conftest.py prints them).
+SUMMARY: list[str] = []
+
+
+def report_cpu(deployment: Deployment, wall: float, ticks: tuple[int, int]) -> None:
+    """Where the session's CPU went, for the summary: the end-to-end tier's time budget."""
+    used = {}
+    for name, proc in deployment.processes.items():
+        with contextlib.suppress(OSError):
+            used[name] = cpu_seconds(proc.pid)
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in used.items())
+    busy, idle = (now - then for now, then in zip(machine_ticks(), ticks, strict=True))
+    SUMMARY.append(f"session deployment: up {wall:.0f} s, machine busy "
+                   f"{100 * busy / max(1, busy + idle):.0f}%; CPU seconds: {parts}")
+
+
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:
     """Stop components and everything they started (each is its own process group)."""
     running = [proc for proc in processes if proc.poll() is None]
@@ -347,7 +382,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
                             store_dir=store, data_dir=data)
     try:
         deployment.start()
+        started, ticks = time.monotonic(), machine_ticks()
         yield deployment
+        report_cpu(deployment, time.monotonic() - started, ticks)
     finally:
         stop(list(deployment.processes.values()))
         cleanup_docker(store)
