@@ -23,7 +23,7 @@ __all__ = ["OrchestStepOperator", "Settings", "__version__", "build_dags", "load
 
 #: Public name -> the module that defines it (imported when the name is first read).
 _LAZY: dict[str, str] = {
-    "build_dags": ".factory",
+    "build_dags": ".dag.factory",
     "OrchestStepOperator": ".operators.step",
     "load_settings": ".config",
     "Settings": ".core.settings",

@@ -66,15 +66,20 @@ def test_plugin_loads_once(lazy, airflow_home):
 
 
 def test_public_names_are_the_deep_ones():
-    """``from airflow_orchest_jobs import ...`` gives the very objects of the deep paths."""
+    """``from airflow_orchest_jobs import ...`` gives the very objects of the deep paths,
+    without passing through a deprecated module path."""
+    import warnings
+
     import airflow_orchest_jobs as aoj
     from airflow_orchest_jobs.config import load_settings
     from airflow_orchest_jobs.core.settings import Settings
     from airflow_orchest_jobs.dag.factory import build_dags
     from airflow_orchest_jobs.operators.step import OrchestStepOperator
 
-    assert (aoj.build_dags, aoj.OrchestStepOperator, aoj.load_settings, aoj.Settings) == \
-        (build_dags, OrchestStepOperator, load_settings, Settings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        public = (aoj.build_dags, aoj.OrchestStepOperator, aoj.load_settings, aoj.Settings)
+    assert public == (build_dags, OrchestStepOperator, load_settings, Settings)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         aoj.nope  # noqa: B018
 
