@@ -101,13 +101,18 @@ UNIT_FOLDERS = ("tests/core/", "tests/views/")
 HEAVY_MARKERS = {"docker", "airflow", "cluster"}
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """The tiers scripts/test runs one after another: tests/test_cluster.py needs the
-    multi-host deployment (marker ``cluster``); the tests in tests/core and tests/views
-    that need neither Docker nor Airflow are the ``unit`` tier."""
+    """The tiers scripts/test runs: tests/test_cluster.py needs the multi-host deployment
+    (marker ``cluster``); the tests in tests/core and tests/views that need neither Docker
+    nor Airflow are the ``unit`` tier. The end-to-end tier runs the tests that use the
+    session deployment (marker ``deployment``, given here from the fixtures they use) and
+    the others in two processes side by side."""
     for item in items:
         if item.nodeid.startswith("tests/test_cluster.py"):
             item.add_marker(pytest.mark.cluster)
         elif item.nodeid.startswith(UNIT_FOLDERS) and not HEAVY_MARKERS & {
                 mark.name for mark in item.iter_markers()}:
             item.add_marker(pytest.mark.unit)
+        if "deployment" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.deployment)

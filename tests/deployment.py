@@ -347,19 +347,26 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def cleanup_docker(store: Path) -> None:
-    """Remove what the deployment's runs left on the engine: containers, frozen tags."""
+def cleanup_docker(store: Path, projects: Path | None = None) -> None:
+    """Remove what the deployment's runs left on the engine: containers, frozen tags.
+
+    Only this deployment's: containers that mount its store, and (services' network
+    holders mount nothing) those whose job label names a DAG of its projects; other
+    tests (pytest-xdist's other worker) may have theirs running on the shared engine."""
     import docker
 
     from airflow_orchest_jobs.core.jobstate import JobStates
+    from airflow_orchest_jobs.core.labels import LABEL_JOB
     from airflow_orchest_jobs.engine.images import job_image_owner, release
 
     client = docker.from_env()
+    mine = {path.name for path in projects.iterdir()} if projects and projects.is_dir() else set()
     # ignore_removed: containers of other tests on the shared engine may go meanwhile.
     for container in client.containers.list(all=True, filters={"label": "orchest-jobs.run-uuid"},
                                             ignore_removed=True):
         mounts = " ".join(m.get("Source", "") for m in container.attrs.get("Mounts", []))
-        if str(store) in mounts or not mounts:
+        project = (container.labels.get(LABEL_JOB) or "").split("/")[0].split("__")[1:2]
+        if str(store) in mounts or (not mounts and project and project[0] in mine):
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
     for state in JobStates(store).all():
@@ -387,4 +394,4 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, images: dict[str, str],
         report_cpu(deployment, time.monotonic() - started, ticks)
     finally:
         stop(list(deployment.processes.values()))
-        cleanup_docker(store)
+        cleanup_docker(store, projects)
