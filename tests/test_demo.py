@@ -8,7 +8,8 @@ with the example's 4 runs and their parameters, an executed notebook, the jobs o
 The clone is of the commit checked out here (commit before running this test; without
 git, a copy of the files), with the test's venv reused (DEMO_VENV), so it takes minutes,
 not a fresh install. The screenshot
-docs/images/demo-pipeline-runs.png (README "Try it") is taken here from the demo's own run.
+docs/images/demo-pipeline-runs.png (README "Try it") is taken here from the demo's own run
+(written there with UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ import pytest
 import requests
 
 from tests.deployment import cleanup_docker, free_port
-from tests.views.browser import binaries, chromium, login, wait_for
+from tests.views.browser import binaries, chromium, login, screenshot, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parent.parent
-SCREENSHOT = REPO / "docs" / "images" / "demo-pipeline-runs.png"
+SCREENSHOT = "demo-pipeline-runs.png"  # docs/images/, with UPDATE_SCREENSHOTS=1
 DAG_ID = "orchest_job__weather-report__nightly"
 CITY = "param:pipeline_parameters:city"
 SEED = "param:4ed239c8-150f-41b6-a502-e67a65dab474:seed"
@@ -127,8 +128,7 @@ def test_demo_leaves_the_ui_up_with_the_job_run_and_stop_leaves_nothing(
             assert parameters == {("Amsterdam", "1"), ("Amsterdam", "2"), ("Lisbon", "1"),
                                   ("Lisbon", "2")}
             browser.switch_to.default_content()
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            browser.save_screenshot(str(SCREENSHOT))
+            screenshot(browser, SCREENSHOT)
             into_view()
 
             # The executed notebook of run 0, as a person clicks it.

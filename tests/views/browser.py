@@ -6,6 +6,7 @@ binary. Each browser gets an empty profile folder of its own.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -18,6 +19,21 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync",
                   "--window-size=1500,1000", "--disable-dev-shm-usage")
+
+
+#: The README's screenshots. The browser tests take them on every run, but write them here
+#: only with UPDATE_SCREENSHOTS=1, so that a test run leaves the checkout unchanged.
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+def screenshot(browser: Any, name: str) -> Path:
+    """Save the page as ``name`` (a PNG): in docs/images/ with UPDATE_SCREENSHOTS=1, else
+    in the temporary folder. Returns where it went."""
+    folder = DOCS_IMAGES if os.environ.get("UPDATE_SCREENSHOTS") == "1" else \
+        Path(tempfile.gettempdir()) / "aoj-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(folder / name)), f"no screenshot {name}"
+    return folder / name
 
 
 def binaries() -> tuple[str, str] | None:

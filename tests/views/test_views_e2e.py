@@ -5,13 +5,13 @@ permissions), then a real headless Chromium logged in to Airflow's UI: the pipel
 tab of the DAG run page, a step's log, the executed notebook (its script never runs in
 Airflow's origin), the jobs overview, and "re-run failed runs" once the failure is gone.
 A second job of the same pipeline, run three times, shows its whole history in one
-table. The screenshots in docs/images/ are taken here.
+table. The screenshots in docs/images/ are taken here (written there with
+UPDATE_SCREENSHOTS=1).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,11 +25,10 @@ from tests.deployment import (
     USER,
 )
 from tests.views import project
-from tests.views.browser import binaries, chromium, login, wait_for
+from tests.views.browser import binaries, chromium, login, screenshot, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.airflow, pytest.mark.slow]
 
-IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 B_COL = f"param:{project.COMPUTE}:b"
 
 
@@ -232,7 +231,6 @@ def test_browser_views_log_notebook_overview_and_rerun(deployment, job_run):
     from selenium.webdriver.common.by import By
 
     dag_id, run_id = job_run
-    IMAGES.mkdir(parents=True, exist_ok=True)
     with chromium() as browser:
         login(browser, deployment.base_url, USER, PASSWORD)
         browser.get(f"{deployment.base_url}/dags/{dag_id}/runs/{run_id}")
@@ -258,7 +256,7 @@ def test_browser_views_log_notebook_overview_and_rerun(deployment, job_run):
         assert browser.find_element(By.CSS_SELECTOR, "[data-count=failed]").text == "2"
         assert "stopped" not in failed[0].text
         browser.switch_to.default_content()
-        browser.save_screenshot(str(IMAGES / "pipeline-runs.png"))
+        screenshot(browser, "pipeline-runs.png")
         into_view()
 
         # The failed step's log, as a person clicks it.
@@ -296,7 +294,7 @@ def test_browser_views_log_notebook_overview_and_rerun(deployment, job_run):
             By.CSS_SELECTOR, f"#jobs tr[data-dag='{dag_id}']"))
         assert "2 failed" in row.text and "keep 50" in row.text and "files" in row.text
         browser.switch_to.default_content()
-        browser.save_screenshot(str(IMAGES / "jobs-overview.png"))
+        screenshot(browser, "jobs-overview.png")
         browser.switch_to.frame(browser.find_element(By.CSS_SELECTOR, "iframe"))
         browser.find_element(By.CSS_SELECTOR, f"#jobs [data-run='{run_id}'] a.runs-link").click()
 
