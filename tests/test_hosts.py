@@ -44,7 +44,11 @@ def _container(client, image: str, **labels: str) -> str:
 
 
 def _exists(client, cid: str) -> bool:
-    return any(c.id == cid for c in client.containers.list(all=True))
+    """Whether the container is there. Asked by id: a list of all containers races with
+    other tests removing theirs on the shared engine (the end-to-end tier runs two pytest
+    runs side by side)."""
+    return any(c.id == cid for c in client.containers.list(
+        all=True, filters={"id": cid}, ignore_removed=True))
 
 
 def test_claim_removes_earlier_tries_and_records_this_one(docker_client, images, tmp_path: Path,

@@ -39,6 +39,12 @@ def _command(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
+def _started_command(pid: int) -> str:
+    """The command line once the kernel has set it up: Popen returns when exec has
+    closed its error pipe, a moment before the new program's arguments are readable."""
+    return _wait("the process's command line", lambda: _command(pid) or None, timeout=10)
+
+
 def test_a_scheduler_gets_a_delivery_process_and_no_thread_stays(tmp_path):
     listener, job = DeliveryListener(), Job()
     listener.on_starting(job)
@@ -46,7 +52,7 @@ def test_a_scheduler_gets_a_delivery_process_and_no_thread_stays(tmp_path):
     process = _wait("the delivery process", lambda: listener.process)
     try:
         assert "airflow_orchest_jobs.webhooks.process --host SchedulerJob --parent " \
-            f"{os.getpid()}" in _command(process.pid)
+            f"{os.getpid()}" in _started_command(process.pid)
         _wait("the waiting thread to end", lambda: None if any(
             t.name == "orchest-webhooks" for t in threading.enumerate()) else True)
         time.sleep(1)
