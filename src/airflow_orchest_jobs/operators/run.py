@@ -260,7 +260,9 @@ def _remove_service_containers(settings: Settings, chosen: Any) -> int:
     import docker.errors
 
     client = engine_client(settings)
-    boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE})
+    # ignore_removed: other job runs remove their own service containers meanwhile.
+    boxes = [box for box in client.containers.list(all=True, filters={"label": LABEL_SERVICE},
+                                                   ignore_removed=True)
              if chosen(box.labels.get(LABEL_JOB, ""))]
     for box in boxes:
         try:
