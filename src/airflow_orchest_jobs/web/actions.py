@@ -84,13 +84,13 @@ def rerun(api: AirflowApi, dag_id: str, run_id: str, rows: Sequence[RunRow]) -> 
         "include_upstream": False, "include_downstream": False, "include_future": False,
         "include_past": False, "run_on_latest_version": False})
     # Runs that run again are no longer cancelled, nor is their job run.
-    forget_cancels(StoreLayout(load_settings().store_dir).job_run(dag_id, run_id),
-                   sorted({r.position for r in rows}), job_run=True)
+    forget_cancels(_root(dag_id, run_id), sorted({r.position for r in rows}), job_run=True)
     return int(cleared.get("total_entries", 0))
 
 
-def _root(dag_run):
-    return StoreLayout(load_settings().store_dir).job_run(dag_run.dag_id, dag_run.run_id)
+def _root(dag_id: str, run_id: str):
+    """The job run's folder in the store (its cancel records)."""
+    return StoreLayout(load_settings().store_dir).job_run(dag_id, run_id)
 
 
 def _clear_number(dag_run) -> int:
@@ -127,7 +127,7 @@ def cancel(session, dag_run, row: RunRow, user: str) -> int:
     group, map_index = group_of(position, max_map_length())
     # Recorded and logged first: the views compare task end times with this time.
     if row.state in ("running", "queued"):
-        record_cancel(_root(dag_run), CancelRecord.now(
+        record_cancel(_root(dag_run.dag_id, dag_run.run_id), CancelRecord.now(
             user, "pipeline-run view", position=position, index=row.index,
             clear_number=_clear_number(dag_run)))
     _log(session, CANCEL_EVENT, dag_run, user, {"position": position}, group, map_index)
@@ -146,7 +146,7 @@ def cancel_job_run(session, dag_run, rows: Sequence[RunRow], user: str) -> int:
     from sqlalchemy import select
 
     dag = _dag_for(session, dag_run)
-    record_cancel(_root(dag_run), CancelRecord.now(
+    record_cancel(_root(dag_run.dag_id, dag_run.run_id), CancelRecord.now(
         user, "pipeline-run view", clear_number=_clear_number(dag_run),
         failed_before=tuple(r.position for r in rows if r.state == "failed")))
     _log(session, CANCEL_JOB_RUN_EVENT, dag_run, user, {})

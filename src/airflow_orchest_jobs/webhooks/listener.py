@@ -22,8 +22,8 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-#: Components whose process runs the delivery loop (``process.HOSTS``, spelled here so
-#: that loading the plugin does not import the loop).
+#: Components whose process runs the delivery loop (``process.py`` takes them from here:
+#: loading the plugin does not import the loop).
 HOSTS = ("SchedulerJob", "TriggererJob")
 #: A component's runner sets its job type right after ``on_starting``: wait this long.
 JOB_TYPE_WAIT = 60.0

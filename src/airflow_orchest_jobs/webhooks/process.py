@@ -26,12 +26,11 @@ from pathlib import Path
 from ..config import load_settings
 from .config import webhook_on_server
 from .delivery import drain_forever
+from .listener import HOSTS
 from .pauses import check_pauses
 
 log = logging.getLogger("airflow_orchest_jobs.webhooks")
 
-#: Components whose listener starts this process.
-HOSTS = ("SchedulerJob", "TriggererJob")
 #: Seconds between two looks at the cron jobs' pause state (scheduler only).
 PAUSE_INTERVAL = 10.0
 
